@@ -1,0 +1,47 @@
+# The two quick-start commands (`make train`, `make test`) install what they need into .venv.
+# torch: the CPU wheel `torch==$(TORCH_SPEC)` is installed first when the venv has no torch,
+# so pip never pulls a multi-GB CUDA build to satisfy `torch>=2.3`.
+PY ?= python3
+TORCH_SPEC ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+MW_VENV := .venv-mw
+PYTEST_ARGS ?=
+
+.PHONY: install train test test-metaworld lint clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+## Train the default agent (a short meta-RL run), then evaluate it on held-out tasks.
+train: $(VENV)/.installed
+	$(BIN)/metarl train $(ARGS)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check metarl envs scripts tests
+	$(BIN)/mypy metarl envs
+
+## Lint, type-check, the test suite (slow tests in their short form), then the Meta-World tests.
+test: lint
+	$(BIN)/python -m pytest -n 2 -m "not metaworld" $(PYTEST_ARGS)
+	$(MAKE) test-metaworld
+
+# Meta-World pins its own MuJoCo, so its tests run in a separate venv.
+$(MW_VENV)/.installed: pyproject.toml
+	test -x $(MW_VENV)/bin/python || $(PY) -m venv $(MW_VENV)
+	$(MW_VENV)/bin/python -m pip install -q --upgrade pip
+	$(MW_VENV)/bin/python -c "import torch" 2>/dev/null || $(MW_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(MW_VENV)/bin/python -m pip install -q -e ".[dev,metaworld]"
+	touch $@
+
+test-metaworld: $(MW_VENV)/.installed
+	$(MW_VENV)/bin/python -m pytest -m metaworld -p no:cacheprovider tests/envs
+
+clean:
+	rm -rf $(VENV) $(MW_VENV) build *.egg-info
