@@ -93,6 +93,9 @@ def test_split_rng(name: str) -> np.random.Generator:
     return np.random.default_rng([seed, 0x7E57])
 
 
+test_split_rng.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
 def tasks_to_json(tasks: Sequence[Task], path: str | Path) -> None:
     Path(path).write_text(json.dumps([t.to_dict() for t in tasks], indent=2))
 

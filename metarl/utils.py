@@ -1,0 +1,121 @@
+"""Run folders, seeding, atomic checkpoints, confidence intervals and adaptation plots."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+# Two-sided 95% Student-t critical values for df = 1..30; 1.96 beyond.
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+        2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy's global RNG and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global RNG state, for checkpoints (a resumed run continues the same trajectory)."""
+    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
+                             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def make_run_dir(root: str | Path, env: str, algo: str, seed: int) -> Path:
+    """``<root>/<env>__<algo>__<seed>__<YYYYmmdd-HHMMSS>``, created (suffixed if it exists)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{env}__{algo}__{seed}__{stamp}"
+    path, i = base, 1
+    while path.exists():
+        path, i = Path(f"{base}-{i}"), i + 1
+    (path / "checkpoints").mkdir(parents=True)
+    return path
+
+
+def save_checkpoint(run_dir: str | Path, iteration: int, state: Mapping[str, Any],
+                    keep: int = 2) -> Path:
+    """Atomically write ``checkpoints/ckpt_<iteration>.pt`` (temp file + rename) and keep the
+    newest ``keep`` checkpoints, so a crash loses at most the work since the last one."""
+    ckpt_dir = Path(run_dir) / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    path = ckpt_dir / f"ckpt_{iteration:08d}.pt"
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save(dict(state), tmp)
+    os.replace(tmp, path)
+    for old in sorted(ckpt_dir.glob("ckpt_*.pt"))[:-keep]:
+        old.unlink()
+    return path
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    ckpts = sorted((Path(run_dir) / "checkpoints").glob("ckpt_*.pt"))
+    return ckpts[-1] if ckpts else None
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def mean_ci95(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """Mean and the half-width of its 95% Student-t confidence interval (0 for one value)."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    if x.size == 0:
+        raise ValueError("mean_ci95 needs at least one value")
+    if x.size == 1:
+        return float(x[0]), 0.0
+    df = x.size - 1
+    t = _T95[df - 1] if df <= len(_T95) else 1.96
+    return float(x.mean()), float(t * x.std(ddof=1) / math.sqrt(x.size))
+
+
+def plot_adaptation(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+                    path: str | Path, *, title: str, ylabel: str,
+                    xlabel: str = "inner steps") -> Path:
+    """Plot mean +- 95% CI per inner step for each labelled curve and save a PNG.
+
+    Args:
+        curves: label -> (means, ci_half_widths), indexed by inner step 0..K.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for label, (mean, ci) in curves.items():
+        m, c = np.asarray(mean, dtype=float), np.asarray(ci, dtype=float)
+        steps = np.arange(len(m))
+        ax.plot(steps, m, marker="o", label=label)
+        ax.fill_between(steps, m - c, m + c, alpha=0.25)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.set_xticks(np.arange(max(len(v[0]) for v in curves.values())))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)

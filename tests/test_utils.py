@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from metarl.utils import (
+    latest_checkpoint,
+    load_checkpoint,
+    make_run_dir,
+    mean_ci95,
+    plot_adaptation,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+)
+
+
+def test_mean_ci95_matches_hand_computation() -> None:
+    # values 1, 2, 3: mean 2, sd 1, df 2 -> t = 4.303; half width = 4.303 / sqrt(3)
+    mean, hw = mean_ci95([1.0, 2.0, 3.0])
+    assert mean == 2.0
+    assert hw == pytest.approx(4.303 / np.sqrt(3))
+    # large n uses the normal quantile
+    x = np.arange(100.0)
+    assert mean_ci95(x)[1] == pytest.approx(1.96 * x.std(ddof=1) / 10)
+    assert mean_ci95([5.0]) == (5.0, 0.0)
+    with pytest.raises(ValueError):
+        mean_ci95([])
+
+
+def test_run_dir_layout(tmp_path) -> None:
+    a = make_run_dir(tmp_path, "Navigation2D", "maml", 3)
+    b = make_run_dir(tmp_path, "Navigation2D", "maml", 3)
+    assert a != b and (a / "checkpoints").is_dir()
+    env, algo, seed, stamp = a.name.split("__")
+    assert (env, algo, seed) == ("Navigation2D", "maml", "3") and len(stamp) >= 15
+
+
+def test_checkpoints_atomic_keep_latest(tmp_path) -> None:
+    for it in (1, 2, 3):
+        save_checkpoint(tmp_path, it, {"it": it, "w": torch.full((2,), float(it))}, keep=2)
+    files = sorted((tmp_path / "checkpoints").glob("*"))
+    assert [f.name for f in files] == ["ckpt_00000002.pt", "ckpt_00000003.pt"]  # no .tmp left
+    latest = latest_checkpoint(tmp_path)
+    assert latest is not None and load_checkpoint(latest)["it"] == 3
+    assert latest_checkpoint(tmp_path / "nothing") is None
+
+
+def test_rng_state_round_trip_and_seeding() -> None:
+    seed_everything(7)
+    s = rng_state()
+    a = (random.random(), np.random.rand(), torch.rand(1).item())
+    set_rng_state(s)
+    b = (random.random(), np.random.rand(), torch.rand(1).item())
+    assert a == b
+    seed_everything(7)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
+
+
+def test_plot_adaptation_writes_png(tmp_path) -> None:
+    path = plot_adaptation({"maml": ([-30, -20, -15], [1, 1, 1])}, tmp_path / "a.png",
+                           title="t", ylabel="return")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
