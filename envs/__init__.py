@@ -1,0 +1,11 @@
+"""metarl task distributions over Gymnasium/MuJoCo (numpy, gymnasium and mujoco only).
+
+Importing this package registers every ``metarl/<Name>-v0`` id (see :mod:`.registration`).
+"""
+
+from __future__ import annotations
+
+from metarl.envs import registration
+from metarl.envs.registration import DISTRIBUTIONS, HORIZONS, TASK_TYPES, get_kernel
+
+__all__ = ["DISTRIBUTIONS", "HORIZONS", "TASK_TYPES", "get_kernel", "registration"]

@@ -1,0 +1,321 @@
+"""Every task distribution: API checkers, pickling, determinism, splits, JSON, errors."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+
+import metarl.envs  # noqa: F401  (registers the ids)
+from metarl.envs.core import Task, tasks_from_json, tasks_to_json
+from metarl.envs.halfcheetah import HalfCheetahDirTask, HalfCheetahVelTask
+from metarl.envs.navigation import Navigation2DEnv, Navigation2DTask, Navigation2DVec
+from metarl.envs.rand_params import (
+    FIELDS,
+    HopperRandParamsTask,
+    Walker2DRandParamsTask,
+    identity_task,
+)
+from metarl.envs.registration import DISTRIBUTIONS, HORIZONS, TASK_TYPES, get_kernel
+
+MUJOCO = tuple(n for n in DISTRIBUTIONS if n != "Navigation2D")
+DISCRETE = ("HalfCheetahDir", "AntDir")
+BASE = {"HalfCheetahVel": "HalfCheetah-v5", "HalfCheetahDir": "HalfCheetah-v5",
+        "AntVel": "Ant-v5", "AntDir": "Ant-v5", "AntDir2D": "Ant-v5", "AntGoal": "Ant-v5",
+        "HopperRandParams": "Hopper-v5", "Walker2DRandParams": "Walker2d-v5"}
+
+
+def make(name: str, **kwargs: Any) -> Any:
+    return gymnasium.make(f"metarl/{name}-v0", **kwargs)
+
+
+def rollout(env: Any, seed: int, steps: int, action_seed: int = 0) -> list[Any]:
+    rng = np.random.default_rng(action_seed)
+    out: list[Any] = [env.reset(seed=seed)[0]]
+    shape = env.action_space.shape
+    for _ in range(steps):
+        obs, rew, term, trunc, _ = env.step(rng.uniform(-1, 1, size=shape).astype(np.float32))
+        out += [obs, rew, term, trunc]
+        if term or trunc:
+            out.append(env.reset()[0])
+    return out
+
+
+def assert_same(a: list[Any], b: list[Any]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("name", DISTRIBUTIONS)
+def test_checkers_pass(name: str) -> None:
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = make(name)
+    env.unwrapped.set_task(env.unwrapped.sample_tasks(1)[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gym_check_env(env.unwrapped, skip_render_check=True)
+        sb3_check_env(make(name), warn=False)
+
+
+@pytest.mark.parametrize("name", DISTRIBUTIONS)
+def test_determinism_same_seed_same_tasks_and_trajectory(name: str) -> None:
+    runs = []
+    for _ in range(2):
+        env = make(name, max_episode_steps=30)
+        env.reset(seed=5)
+        tasks = env.unwrapped.sample_tasks(3)
+        env.unwrapped.set_task(tasks[1])
+        runs.append((tasks, rollout(env, seed=5, steps=40)))
+    assert runs[0][0] == runs[1][0]
+    assert_same(runs[0][1], runs[1][1])
+    other = make(name, max_episode_steps=30)
+    other.reset(seed=6)
+    assert other.unwrapped.sample_tasks(3) != runs[0][0] or name in DISCRETE
+
+
+@pytest.mark.parametrize("name", DISTRIBUTIONS)
+def test_pickle_round_trip_continues_identically(name: str) -> None:
+    env = make(name)
+    env.reset(seed=3)
+    env.unwrapped.set_task(env.unwrapped.sample_tasks(1)[0])
+    env.reset(seed=3)
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        env.step(rng.uniform(-1, 1, size=env.action_space.shape))
+    clone = pickle.loads(pickle.dumps(env))
+    assert clone.unwrapped.get_task() == env.unwrapped.get_task()
+    assert_same(rollout_steps(env, 15), rollout_steps(clone, 15))
+    assert_same([env.reset()[0]], [clone.reset()[0]])  # the RNG stream was pickled too
+
+
+def rollout_steps(env: Any, steps: int) -> list[Any]:
+    rng = np.random.default_rng(9)
+    out: list[Any] = []
+    for _ in range(steps):
+        out += list(env.step(rng.uniform(-1, 1, size=env.action_space.shape))[:4])
+    return out
+
+
+@pytest.mark.parametrize("name", DISTRIBUTIONS)
+def test_json_round_trip(name: str, tmp_path: Path) -> None:
+    env = make(name)
+    env.reset(seed=0)
+    tasks = env.unwrapped.sample_tasks(4) + env.unwrapped.sample_tasks(2, split="test")
+    tasks_to_json(tasks, tmp_path / "tasks.json")
+    loaded = tasks_from_json(tmp_path / "tasks.json")
+    assert loaded == tasks and all(type(t) is TASK_TYPES[name] for t in loaded)
+    env.unwrapped.set_task(loaded[0])
+    assert env.unwrapped.get_task() == tasks[0]
+
+
+@pytest.mark.parametrize("name", DISTRIBUTIONS)
+def test_splits(name: str) -> None:
+    a, b = make(name), make(name)
+    a.reset(seed=1)
+    b.reset(seed=2)
+    test_a = a.unwrapped.sample_tasks(30, split="test")
+    assert test_a == b.unwrapped.sample_tasks(30, split="test")
+    assert test_a[:10] == b.unwrapped.sample_tasks(10, split="test")  # a prefix of one sequence
+    train_a, train_b = a.unwrapped.sample_tasks(30), b.unwrapped.sample_tasks(30)
+    if name in DISCRETE:  # both splits are the same two tasks, by definition
+        assert {t.direction for t in test_a + train_a} == {-1.0, 1.0}
+        return
+    assert train_a != train_b
+    held_out = set(a.unwrapped.sample_tasks(1024, split="test"))
+    assert not held_out.intersection(train_a + train_b)
+    a.reset(seed=1)
+    assert a.unwrapped.sample_tasks(30) == train_a  # training draws follow the reset seed
+
+
+def test_training_split_rejects_test_tasks() -> None:
+    """A generator replaying the held-out sequence yields only non-held-out training tasks."""
+    from metarl.envs.core import test_split_rng
+
+    env = make("HalfCheetahVel").unwrapped
+    env._np_random = test_split_rng("HalfCheetahVel")  # would reproduce the test tasks
+    train = env.sample_tasks(5)
+    assert not set(train).intersection(env.sample_tasks(1024, split="test"))
+
+
+def test_task_ranges_and_moments() -> None:
+    env = make("HalfCheetahVel").unwrapped
+    env.reset(seed=0)
+    v = np.array([t.velocity for t in env.sample_tasks(4000)])
+    assert v.min() >= 0 and v.max() <= 2
+    assert abs(v.mean() - 1.0) < 0.05 and abs(v.var() - 4 / 12) < 0.03
+    ant = make("AntVel").unwrapped
+    ant.reset(seed=0)
+    v = np.array([t.velocity for t in ant.sample_tasks(4000)])
+    assert v.min() >= 0 and v.max() <= 3 and abs(v.mean() - 1.5) < 0.08
+    goal = make("AntGoal").unwrapped
+    goal.reset(seed=0)
+    g = np.array([t.goal for t in goal.sample_tasks(4000)])
+    assert np.abs(g).max() <= 3 and np.all(np.abs(g.mean(0)) < 0.1)
+    assert np.allclose(g.var(0), 36 / 12, atol=0.2)
+    d = make("AntDir2D").unwrapped
+    d.reset(seed=0)
+    u = np.array([t.direction for t in d.sample_tasks(4000)])
+    np.testing.assert_allclose(np.linalg.norm(u, axis=1), 1.0, atol=1e-12)
+    assert np.all(np.abs(u.mean(0)) < 0.05)
+    cheetah = make("HalfCheetahDir").unwrapped
+    cheetah.reset(seed=0)
+    dirs = np.array([t.direction for t in cheetah.sample_tasks(4000)])
+    assert set(dirs) == {-1.0, 1.0} and abs(dirs.mean()) < 0.05
+
+
+def test_navigation_goal_moments() -> None:
+    env = Navigation2DEnv()
+    env.reset(seed=0)
+    g = np.array([t.goal for t in env.sample_tasks(4000)])
+    assert np.abs(g).max() <= 0.5 and np.allclose(g.var(0), 1 / 12, atol=0.01)
+
+
+@pytest.mark.parametrize("name", ["HopperRandParams", "Walker2DRandParams"])
+def test_rand_params_change_physics(name: str) -> None:
+    env = make(name).unwrapped
+    env.reset(seed=0)
+    base = {f: getattr(env._base_model, f).copy() for f in FIELDS}
+    task = env.sample_tasks(1)[0]
+    env.set_task(task)
+    model = env._base.model
+    for f in FIELDS:
+        scale = np.asarray(getattr(task, f)).reshape(base[f].shape)
+        np.testing.assert_array_equal(getattr(model, f), base[f] * scale)
+        logs = np.log(np.asarray(getattr(task, f))) / np.log(1.5)
+        assert np.all(np.abs(logs) <= 3 + 1e-12) and np.ptp(logs) > 0.5
+    assert not np.array_equal(model.body_mass[1:], base["body_mass"][1:])
+    env.set_task(identity_task(type(task)))  # back to the unmodified physics
+    np.testing.assert_array_equal(model.body_mass, base["body_mass"])
+    # Different physics, same seed and actions => different trajectories.
+    env.set_task(task)
+    moved = rollout(env, seed=0, steps=10)
+    env.set_task(identity_task(type(task)))
+    assert not np.array_equal(moved[1], rollout(env, seed=0, steps=10)[1])
+    logs = np.log([t.body_mass for t in env.sample_tasks(2000)]) / np.log(1.5)
+    assert abs(logs.mean()) < 0.1 and abs(logs.var() - 3.0) < 0.2  # U[-3, 3]: var 36/12
+
+
+@pytest.mark.parametrize("name", MUJOCO)
+def test_observation_and_reset_equal_base_env(name: str) -> None:
+    """Same seed and actions: the observation equals the v5 base env's ``_get_obs()``."""
+    env = make(name).unwrapped
+    base = gymnasium.make(BASE[name]).unwrapped
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(env.reset(seed=11)[0], base.reset(seed=11)[0])
+    for _ in range(20):
+        a = rng.uniform(-1, 1, size=env.action_space.shape)
+        obs, rew, term, _, info = env.step(a)
+        bobs, brew, bterm, _, binfo = base.step(a)
+        np.testing.assert_array_equal(obs, bobs)
+        assert term == bterm
+        if name.endswith("RandParams"):  # identity task: the base env's reward exactly
+            assert rew == pytest.approx(brew, rel=0, abs=1e-12)
+        if name.startswith("HalfCheetah"):
+            assert info["x_velocity"] == pytest.approx(binfo["x_velocity"], rel=0, abs=1e-12)
+
+
+def test_horizons_paper_and_fast() -> None:
+    for name in DISTRIBUTIONS:
+        assert make(name).spec.max_episode_steps == HORIZONS[name]["paper"]
+        assert make(name, max_episode_steps=HORIZONS[name]["fast"]).spec.max_episode_steps \
+            == HORIZONS[name]["fast"]
+    assert HORIZONS["HalfCheetahVel"] == {"paper": 200, "fast": 100}
+    assert HORIZONS["Navigation2D"] == {"paper": 100, "fast": 100}
+    env = make("HalfCheetahVel", max_episode_steps=100)
+    env.reset(seed=0)
+    steps = [env.step(env.action_space.sample())[3] for _ in range(100)]
+    assert steps[-1] and not any(steps[:-1])
+
+
+@pytest.mark.parametrize("name,bad", [
+    ("HalfCheetahVel", HalfCheetahVelTask(2.5)),
+    ("HalfCheetahVel", HalfCheetahDirTask(1.0)),
+    ("HalfCheetahDir", HalfCheetahDirTask(0.5)),
+    ("Navigation2D", Navigation2DTask((0.7, 0.0))),
+    ("HopperRandParams", identity_task(Walker2DRandParamsTask)),
+])
+def test_set_task_rejects_bad_tasks(name: str, bad: Task) -> None:
+    env = make(name).unwrapped
+    before = env.get_task()
+    with pytest.raises(ValueError, match="'task'|task field"):
+        env.set_task(bad)
+    assert env.get_task() == before
+
+
+def test_error_messages_name_field_and_allowed_values() -> None:
+    env = make("AntGoal").unwrapped
+    with pytest.raises(ValueError, match=r"'split' must be one of \('train', 'test'\)"):
+        env.sample_tasks(2, split="val")
+    for n in (0, -3):
+        with pytest.raises(ValueError, match="'n' must be a positive integer"):
+            env.sample_tasks(n)
+    with pytest.raises(ValueError, match=r"'goal\[1\]' must be a finite number in \[-3.0, 3.0\]"):
+        env.set_task(type(env.get_task())((0.0, 3.5)))
+    with pytest.raises(ValueError, match="'direction' must be one of"):
+        make("AntDir").unwrapped.set_task(TASK_TYPES["AntDir"](0.0))
+    with pytest.raises(ValueError, match="'direction' must be a unit vector"):
+        make("AntDir2D").unwrapped.set_task(TASK_TYPES["AntDir2D"]((1.0, 1.0)))
+    bad_scale = identity_task(HopperRandParamsTask)
+    bad_scale = HopperRandParamsTask((9.0,) * 5, *[getattr(bad_scale, f) for f in FIELDS[1:]])
+    with pytest.raises(ValueError, match="'body_mass' must hold finite factors in"):
+        make("HopperRandParams").unwrapped.set_task(bad_scale)
+    with pytest.raises(ValueError, match="'name' must be one of"):
+        get_kernel("Cartpole")
+    with pytest.raises(ValueError, match="task 'type' must be one of"):
+        Task.from_dict({"type": "Nope", "velocity": 1.0})
+
+
+# ---- Navigation2D: batched == single ----------------------------------------------------------
+
+
+def test_navigation_vec_equals_single_envs() -> None:
+    n, horizon = 5, 25
+    vec = Navigation2DVec(n, horizon=horizon, seed=4)
+    tasks = vec.sample_tasks(n)
+    tasks[0] = Navigation2DTask((0.05, 0.0))  # reachable in one step: terminates early
+    vec.set_tasks(tasks)
+    assert vec.get_tasks() == tasks
+    singles: list[Any] = [gymnasium.make("metarl/Navigation2D-v0", max_episode_steps=horizon)
+               for _ in range(n)]
+    for env, task in zip(singles, tasks, strict=True):
+        env.unwrapped.set_task(task)
+        env.reset(seed=0)
+    obs, _ = vec.reset(seed=4)
+    assert obs.dtype == np.float64 and obs.shape == (n, 2)
+    rng = np.random.default_rng(2)
+    finals = 0
+    for t in range(60):
+        actions = rng.uniform(-0.2, 0.2, size=(n, 2))
+        if t == 0:
+            actions[0] = (0.05, 0.0)
+        o, r, te, tr, info = vec.step(actions)
+        for i, env in enumerate(singles):
+            so, sr, ste, str_, _ = env.step(actions[i])
+            if ste or str_:
+                np.testing.assert_array_equal(info["final_obs"][i], so)
+                assert info["_final_obs"][i]
+                finals += 1
+                so, _ = env.reset()
+            np.testing.assert_array_equal(o[i], so)
+            assert (r[i], te[i], tr[i]) == (sr, ste, str_)
+    assert finals >= n * 2 and te.dtype == bool
+
+
+def test_navigation_vec_errors_and_spaces() -> None:
+    vec = Navigation2DVec(3)
+    assert vec.horizon == 100 and vec.metadata["autoreset_mode"].name == "SAME_STEP"
+    assert vec.observation_space.shape == (3, 2) and vec.single_action_space.shape == (2,)
+    with pytest.raises(ValueError, match="'tasks' must hold num_envs=3 tasks"):
+        vec.set_tasks(vec.sample_tasks(2))
+    with pytest.raises(ValueError, match="'task' must be a Navigation2DTask"):
+        vec.set_tasks([HalfCheetahVelTask(1.0)] * 3)
+    with pytest.raises(ValueError, match="'num_envs' must be a positive integer"):
+        Navigation2DVec(0)
