@@ -1,0 +1,152 @@
+"""Batched episode sampler: every task's episodes step in lock-step on one batched env.
+
+Environment ``i`` runs task ``i // episodes_per_task``. The policy acts for all environments
+in one call: ``torch.func.vmap`` over tasks of the functional policy, each task with its own
+(adapted) parameters, on the learner's device; only the actions go back to the CPU env.
+Exactly ``horizon`` steps follow a reset; an episode's valid steps end at its first
+``terminated``/``truncated`` flag, and the rest (the env's autoreset continuation) is masked.
+The raw Gaussian sample is stored; it is clipped to the action space only to step the env.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from metarl.core import Params
+from metarl.rl.policy import GaussianMLPPolicy
+
+
+@dataclass(frozen=True)
+class Episodes:
+    """Padded episodes of ``T`` tasks x ``E`` episodes x ``H`` steps.
+
+    Attributes:
+        obs: ``[T, E, H, obs_dim]`` observations ``s_t`` (before acting).
+        actions: ``[T, E, H, act_dim]`` raw (unclipped) Gaussian samples ``a_t``.
+        rewards: ``[T, E, H]`` rewards ``r_t`` (0 on masked steps).
+        masks: ``[T, E, H]`` 1 on valid steps, 0 after the episode ended.
+    """
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    masks: torch.Tensor
+
+    def returns_per_episode(self) -> torch.Tensor:
+        """Undiscounted return of every episode, ``[T, E]``."""
+        return (self.rewards * self.masks).sum(dim=-1)
+
+    @property
+    def num_steps(self) -> int:
+        """Valid environment steps held."""
+        return int(self.masks.sum())
+
+    def to(self, device: torch.device | str) -> Episodes:
+        """A copy on ``device``."""
+        return Episodes(self.obs.to(device), self.actions.to(device), self.rewards.to(device),
+                        self.masks.to(device))
+
+
+def forward_per_task(policy: GaussianMLPPolicy, params_per_task: Params,
+                     obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean [T, B, a], log_std [T, a])`` of ``obs [T, B, d]``, task ``i`` with params ``i``.
+
+    One ``torch.func.vmap`` over tasks: a batched matmul per layer instead of ``T`` calls.
+    """
+    out: tuple[torch.Tensor, torch.Tensor] = torch.func.vmap(policy.dist_params)(
+        params_per_task, obs)
+    return out
+
+
+def _generator(seed: int | None) -> torch.Generator:
+    gen = torch.Generator()
+    gen.manual_seed(int(torch.randint(2**62, ())) if seed is None else int(seed))
+    return gen
+
+
+class BatchedSampler:
+    """Samples ``episodes_per_task`` episodes of each task with per-task policy parameters.
+
+    Args:
+        env: A batched env (:func:`metarl.envs.batched.make_batched`) whose ``num_envs`` is
+            ``tasks x episodes_per_task``.
+        episodes_per_task: Episodes per task, >= 1.
+        device: Where the policy acts and the returned :class:`Episodes` live.
+    """
+
+    def __init__(self, env: Any, episodes_per_task: int, device: torch.device | str) -> None:
+        if episodes_per_task < 1 or env.num_envs % episodes_per_task != 0:
+            raise ValueError(f"episodes_per_task must be >= 1 and divide env.num_envs="
+                             f"{env.num_envs}, got {episodes_per_task}")
+        self.env = env
+        self.episodes_per_task = episodes_per_task
+        self.device = torch.device(device)
+        self.num_tasks = env.num_envs // episodes_per_task
+        self.horizon = int(env.horizon)
+        space = env.single_action_space
+        self._low, self._high = np.asarray(space.low), np.asarray(space.high)
+        self.last_env_steps_per_s = float("nan")
+
+    def sample(self, policy: GaussianMLPPolicy, params_per_task: Params, tasks: Sequence[Any],
+               seed: int | None = None) -> Episodes:
+        """Run one episode batch: ``horizon`` lock-step steps of all ``T x E`` environments.
+
+        Args:
+            policy: The policy module (run functionally, its own parameters unused).
+            params_per_task: Every parameter key stacked over tasks, ``[T, ...]``.
+            tasks: ``T`` tasks (``T = env.num_envs / episodes_per_task``).
+            seed: Seeds the env reset and the action noise (None: drawn from torch's RNG).
+        """
+        if len(tasks) != self.num_tasks:
+            raise ValueError(f"tasks must hold {self.num_tasks} tasks "
+                             f"(num_envs / episodes_per_task), got {len(tasks)}")
+        gen = _generator(seed)
+        env_seed = int(torch.randint(2**31 - 1, (), generator=gen))
+        self.env.set_tasks([t for t in tasks for _ in range(self.episodes_per_task)])
+        obs_np, _ = self.env.reset(seed=env_seed)
+        start = time.perf_counter()
+        with torch.no_grad():
+            episodes = self._rollout(policy, params_per_task, obs_np, gen)
+        seconds = time.perf_counter() - start
+        self.last_env_steps_per_s = self.env.num_envs * self.horizon / max(seconds, 1e-9)
+        return episodes
+
+    def _rollout(self, policy: GaussianMLPPolicy, params: Params, obs_np: np.ndarray,
+                 gen: torch.Generator) -> Episodes:
+        t_, e_, h_ = self.num_tasks, self.episodes_per_task, self.horizon
+        dtype = next(iter(params.values())).dtype
+        obs = torch.zeros(h_, t_ * e_, obs_np.shape[-1], dtype=dtype)
+        actions = torch.zeros(h_, t_ * e_, policy.act_dim, dtype=dtype)
+        rewards = torch.zeros(h_, t_ * e_, dtype=dtype)
+        masks = torch.zeros(h_, t_ * e_, dtype=dtype)
+        alive = np.ones(t_ * e_, dtype=bool)
+        for h in range(h_):
+            obs[h] = torch.from_numpy(obs_np)
+            actions[h] = self._act(policy, params, obs[h], gen)
+            obs_np, rew, term, trunc, _ = self.env.step(
+                np.clip(actions[h].numpy(), self._low, self._high))
+            masks[h] = torch.from_numpy(alive.astype(np.float64))
+            rewards[h] = torch.from_numpy(np.where(alive, rew, 0.0))
+            alive = alive & ~(np.asarray(term) | np.asarray(trunc))
+
+        def shaped(x: torch.Tensor) -> torch.Tensor:
+            x = x.reshape(h_, t_, e_, *x.shape[2:]).movedim(0, 2)
+            return x.contiguous().to(self.device)
+
+        return Episodes(shaped(obs), shaped(actions), shaped(rewards), shaped(masks))
+
+    def _act(self, policy: GaussianMLPPolicy, params: Params, obs: torch.Tensor,
+             gen: torch.Generator) -> torch.Tensor:
+        """Gaussian actions ``[T * E, a]`` for ``obs [T * E, d]`` (noise drawn on the CPU)."""
+        t_, e_ = self.num_tasks, self.episodes_per_task
+        device = next(iter(params.values())).device
+        mean, log_std = forward_per_task(policy, params, obs.reshape(t_, e_, -1).to(device))
+        noise = torch.randn(mean.shape, generator=gen, dtype=mean.dtype).to(device)
+        sample = mean + torch.exp(log_std)[:, None, :] * noise
+        return sample.reshape(t_ * e_, -1).cpu()

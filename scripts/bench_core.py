@@ -1,0 +1,212 @@
+"""Benchmark of the meta-learning core: vmap over tasks vs the per-task loop.
+
+Sinusoid MAML as in Finn et al. (2017): 1-40-40-1 ReLU, 10-shot support and query,
+1 inner step at lr 0.01, second-order meta-gradient, Adam 1e-3. One meta-iteration is:
+sample the meta-batch, :func:`metarl.core.meta_loss`, one outer Adam step. Each cell runs
+in its own subprocess so its peak memory is its own: on CPU the growth of the peak
+resident set over the process's size after set-up, on CUDA ``max_memory_allocated``.
+
+On CPU the rate is iterations per second of the process's CPU time (``time.process_time``),
+which on a machine shared with other jobs is what the same single thread gives on an idle
+core; the wall-clock rate is kept in the JSON. On CUDA it is wall-clock.
+
+The learn2learn 0.2.0 column runs ``l2l.algorithms.MAML`` (clone + adapt per task) when
+``--l2l-python`` names an interpreter that can import it; otherwise it prints why not.
+
+Usage::
+
+    nice python scripts/bench_core.py --threads 1 --json docs/bench_core.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+META_BATCHES = (25, 250, 1000)
+L2L_NA = "n/a (learn2learn 0.2.0 fails to build on Python 3.11: longintrepr.h)"
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _setup(meta_batch: int, device: torch.device) -> tuple[Any, list[Any]]:
+    from metarl.supervised.models import build_model
+    from metarl.supervised.tasks import sample_sinusoid
+    from metarl.supervised.trainer import MetaLearner
+
+    torch.manual_seed(0)
+    learner = MetaLearner(build_model("sinusoid"), algo="maml", inner_steps=1, inner_lr=0.01,
+                          lr_kind=None, head_selector=None, outer_lr=1e-3, total_steps=1,
+                          cosine=False, clip_norm=None, msl=False, msl_anneal_epochs=1,
+                          first_order_until=0, epoch_length=1, device=device)
+    gen = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(4):
+        support, query = sample_sinusoid(meta_batch, 10, 10, gen)
+        batches.append(tuple({k: v.to(device) for k, v in b.items()} for b in (support, query)))
+    return learner, batches
+
+
+def _core_iteration(learner: Any, batch: Any, vectorize: bool) -> None:
+    from metarl.core import meta_loss
+
+    loss, _ = meta_loss(learner.params, learner.loss_fn, batch[0], batch[1], steps=1,
+                        rule=learner.rule, keys=learner.keys, first_order=False,
+                        vectorize=vectorize)
+    learner.optimizer.step(loss)
+
+
+def _l2l_setup(meta_batch: int, device: torch.device) -> tuple[Any, list[Any]]:
+    import learn2learn as l2l  # only in the separate learn2learn venv
+
+    learner, batches = _setup(meta_batch, device)
+    maml = l2l.algorithms.MAML(learner.model, lr=0.01, first_order=False)
+    opt = torch.optim.Adam(maml.parameters(), lr=1e-3)
+    return (maml, opt), batches
+
+
+def _l2l_iteration(state: Any, batch: Any) -> None:
+    maml, opt = state
+    opt.zero_grad()
+    total = 0.0
+    for t in range(batch[0]["x"].shape[0]):
+        clone = maml.clone()
+        clone.adapt(((clone(batch[0]["x"][t]) - batch[0]["y"][t]) ** 2).mean())
+        total = total + ((clone(batch[1]["x"][t]) - batch[1]["y"][t]) ** 2).mean()
+    (total / batch[0]["x"].shape[0]).backward()
+    opt.step()
+
+
+def worker(path: str, meta_batch: int, device_name: str, seconds: float) -> dict[str, Any]:
+    """Time one cell; returns meta-iterations/s and peak memory (MiB)."""
+    device = torch.device(device_name)
+    if path == "l2l":
+        state, batches = _l2l_setup(meta_batch, device)
+
+        def iteration(i: int) -> None:
+            _l2l_iteration(state, batches[i % len(batches)])
+    else:
+        learner, batches = _setup(meta_batch, device)
+
+        def iteration(i: int) -> None:
+            _core_iteration(learner, batches[i % len(batches)], path == "vmap")
+    base, count = _rss_mib(), 0  # after set-up, before the first meta-iteration
+    for i in range(2):  # warm-up
+        iteration(i)
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    while count < 3 or time.process_time() - cpu_start < seconds:
+        iteration(count)
+        count += 1
+    _sync(device)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+            else max(_peak_rss_mib() - base, 0.0))
+    # On a shared machine wall-clock rates depend on the neighbours' load; with one thread,
+    # iterations per second of this process's CPU time are what an idle core would give.
+    rate = count / (wall if device.type == "cuda" else cpu)
+    return {"iters_per_s": rate, "wall_iters_per_s": count / wall, "cpu_s": cpu,
+            "peak_mib": peak, "iterations": count}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(python: str, path: str, meta_batch: int, device: str, seconds: float,
+            threads: int | None = None) -> dict[str, Any] | str:
+    """Run one cell in a fresh subprocess; a string says why it could not run."""
+    cmd = [python, __file__, "--worker", path, str(meta_batch), device, str(seconds)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        return f"failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr else proc.returncode}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _fmt(cell: dict[str, Any] | str) -> str:
+    if isinstance(cell, str):
+        return cell
+    return f"{cell['iters_per_s']:.1f} it/s, {cell['peak_mib']:.0f} MiB"
+
+
+def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    for mb in args.meta_batches:
+        vmap = measure(sys.executable, "vmap", mb, "cpu", args.seconds, args.threads)
+        loop = measure(sys.executable, "loop", mb, "cpu", args.seconds, args.threads)
+        ratio = (vmap["iters_per_s"] / loop["iters_per_s"]
+                 if isinstance(vmap, dict) and isinstance(loop, dict) else None)
+        l2l = (measure(args.l2l_python, "l2l", mb, "cpu", args.seconds, args.threads)
+               if args.l2l_python
+               else L2L_NA)
+        cuda = (measure(sys.executable, "vmap", mb, "cuda", args.seconds)
+                if torch.cuda.is_available() else "n/a (no GPU)")
+        rows.append({"meta_batch": mb, "vmap_cpu": vmap, "loop_cpu": loop, "ratio": ratio,
+                     "learn2learn_cpu": l2l, "vmap_cuda": cuda})
+        print(f"meta-batch {mb}: done", file=sys.stderr, flush=True)
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| meta-batch | vmap (CPU) | per-task loop (CPU) | vmap / loop | "
+             "learn2learn 0.2.0 MAML (CPU) | vmap (CUDA) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.1f}x"
+        lines.append(f"| {r['meta_batch']} | {_fmt(r['vmap_cpu'])} | {_fmt(r['loop_cpu'])} | "
+                     f"{ratio} | {_fmt(r['learn2learn_cpu'])} | {_fmt(r['vmap_cuda'])} |")
+    return "\n".join(lines)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", type=Path, default=None, help="write the table as JSON")
+    parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per cell")
+    parser.add_argument("--meta-batches", type=int, nargs="+", default=list(META_BATCHES))
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads per cell (OMP_NUM_THREADS); default: torch's")
+    parser.add_argument("--l2l-python", default=None,
+                        help="python of a venv with learn2learn==0.2.0 and metarl importable")
+    return parser.parse_args()
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        path, mb, device, seconds = sys.argv[2:6]
+        print(json.dumps(worker(path, int(mb), device, float(seconds))))
+        return
+    args = parse_args()
+    rows = run_bench(args)
+    threads = args.threads or torch.get_num_threads()
+    header = (f"sinusoid MAML, 1 inner step, second order, 10-shot; {platform.machine()}, "
+              f"{os.cpu_count()} cores, torch {torch.__version__}, {threads} thread(s)")
+    print(header)
+    print(table(rows))
+    if args.json is not None:
+        args.json.write_text(json.dumps({"setup": header, "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""MAML-TRPO / ANIL-TRPO learner on the real Navigation2D vector env."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.nn.utils import parameters_to_vector
+
+from metarl.core import get_params
+from metarl.envs.batched import make_batched
+from metarl.rl.learner import MetaBatch, MetaLearner
+from metarl.rl.policy import GaussianMLPPolicy
+from metarl.rl.sampler import BatchedSampler, Episodes
+from metarl.rl.trpo import fisher_vector_product, flat_grad
+from metarl.utils import load_checkpoint, save_checkpoint, seed_everything
+
+T, E, H = 4, 5, 16
+
+
+def _learner(seed: int = 0, **kwargs: object) -> MetaLearner:
+    torch.manual_seed(seed)
+    policy = GaussianMLPPolicy(2, 2, hidden=(16, 16)).double()
+    return MetaLearner(policy, **{"inner_lr": 0.5, **kwargs})  # type: ignore[arg-type]
+
+
+def _sampler(tasks: int = T, episodes: int = E, horizon: int = H) -> BatchedSampler:
+    return BatchedSampler(make_batched("Navigation2D", tasks * episodes, horizon=horizon,
+                                       seed=0), episodes, "cpu")
+
+
+def _batch(learner: MetaLearner, seed: int = 0) -> MetaBatch:
+    sampler = _sampler()
+    torch.manual_seed(seed)
+    return learner.collect(sampler, sampler.env.sample_tasks(T))
+
+
+def _flat(learner: MetaLearner) -> torch.Tensor:
+    return parameters_to_vector(learner.policy.parameters()).detach().clone()
+
+
+@pytest.mark.parametrize(("subsample", "inner_steps"), [(1.0, 1), (0.6, 2)])
+def test_batched_and_loop_meta_updates_take_the_same_step(subsample: float,
+                                                          inner_steps: int) -> None:
+    # Damping 1e-2 keeps CG well conditioned, so float64 round-off (summation order differs
+    # between the paths) is not amplified past 1e-8; the products themselves agree to 1e-10.
+    learner = _learner(fvp_subsample=subsample, inner_steps=inner_steps, cg_damping=1e-2,
+                       cg_iters=4)
+    batch = _batch(learner)
+    twin = copy.deepcopy(learner)
+    before = _flat(learner)
+    torch.manual_seed(1)
+    logs_b = learner.meta_update(batch, path="batched")
+    torch.manual_seed(1)
+    logs_l = twin.meta_update(batch, path="loop")
+    assert logs_b["meta_update/path"] == 0.0 and logs_l["meta_update/path"] == 1.0
+    assert logs_b["trpo/accepted"] == 1.0
+    step_b, step_l = _flat(learner) - before, _flat(twin) - before
+    assert float(step_b.norm()) > 1e-4
+    assert float((step_b - step_l).norm()) <= 1e-8 * float(step_b.norm())
+    for key in ("trpo/surrogate_before", "trpo/surrogate_after", "trpo/kl", "trpo/ls_steps"):
+        assert math.isclose(logs_b[key], logs_l[key], rel_tol=1e-6, abs_tol=1e-12)
+
+
+def test_batched_and_loop_give_the_same_gradient_and_fisher_products() -> None:
+    learner = _learner()
+    batch = _batch(learner)
+    params = get_params(learner.policy)
+    leaves = list(params.values())
+    v = torch.randn(sum(p.numel() for p in leaves), dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(2))
+    out = []
+    for batched in (True, False):
+        loss, kl = learner.meta_objective(params, batch, batched)
+        out.append((loss.detach(), flat_grad(loss, leaves, retain_graph=True),
+                    fisher_vector_product(kl, leaves, 0.0)(v)))
+    for a, b in zip(*out, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def _directional_fd(fn, params: dict[str, torch.Tensor], direction: dict[str, torch.Tensor],
+                    eps: float = 1e-5) -> float:
+    with torch.no_grad():
+        plus = {k: v + eps * direction[k] for k, v in params.items()}
+        minus = {k: v - eps * direction[k] for k, v in params.items()}
+        return float((fn(plus) - fn(minus)) / (2 * eps))
+
+
+def test_second_order_meta_gradient_matches_finite_differences() -> None:
+    learner = _learner()
+    batch = _batch(learner)
+    params = {k: v.detach().clone().requires_grad_(True)
+              for k, v in get_params(learner.policy).items()}
+    loss, _ = learner.meta_objective(params, batch, batched=True)
+    grads = torch.autograd.grad(loss, list(params.values()))
+    gen = torch.Generator().manual_seed(0)
+    direction = {k: torch.randn(v.shape, generator=gen, dtype=v.dtype) for k, v in params.items()}
+    analytic = sum(float((g * direction[k]).sum()) for g, k in zip(grads, params, strict=True))
+    numeric = _directional_fd(lambda p: learner.meta_objective(p, batch, True)[0], params,
+                              direction)
+    assert math.isclose(analytic, numeric, rel_tol=1e-6)
+    # The first-order gradient differs: the test sees the second-order term.
+    learner.first_order = True
+    loss_fo, _ = learner.meta_objective(params, batch, batched=True)
+    grads_fo = torch.autograd.grad(loss_fo, list(params.values()))
+    first = sum(float((g * direction[k]).sum()) for g, k in zip(grads_fo, params, strict=True))
+    assert not math.isclose(first, numeric, rel_tol=1e-3)
+
+
+def test_fvp_through_the_inner_step_matches_finite_differences_of_kl_gradient() -> None:
+    learner = _learner()
+    batch = _batch(learner)
+    params = get_params(learner.policy)
+    leaves = list(params.values())
+    _, kl = learner.meta_objective(params, batch, batched=True)
+    assert abs(float(kl.detach())) < 1e-12  # the old policy is the adapted current policy
+    fvp = fisher_vector_product(kl, leaves, damping=0.0)
+    v = torch.randn(sum(p.numel() for p in leaves), dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(1))
+    eps, x0 = 1e-5, parameters_to_vector(leaves).detach().clone()
+
+    def kl_grad_at(x: torch.Tensor) -> torch.Tensor:
+        torch.nn.utils.vector_to_parameters(x, leaves)
+        return flat_grad(learner.meta_objective(params, batch, True)[1], leaves)
+
+    numeric = (kl_grad_at(x0 + eps * v) - kl_grad_at(x0 - eps * v)) / (2 * eps)
+    torch.nn.utils.vector_to_parameters(x0, leaves)
+    torch.testing.assert_close(fvp(v), numeric, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("adapt_log_std", [False, True])
+def test_anil_adapts_only_head_keys(adapt_log_std: bool) -> None:
+    learner = _learner(adapt="head", adapt_log_std=adapt_log_std)
+    expected = ("head.weight", "head.bias") + (("log_std",) if adapt_log_std else ())
+    assert set(learner.keys) == set(expected)
+    batch = _batch(learner)
+    params = learner.stacked_params(T)
+    new = learner.adapt_step(params, batch.train[0], 0.5, batched=True)
+    for k, v in params.items():
+        if k in expected:
+            assert not torch.equal(new[k], v), k
+        else:
+            assert torch.equal(new[k], v), k
+    maml = _learner(adapt="all", adapt_log_std=False)
+    assert "log_std" not in maml.keys and "body.0.weight" in maml.keys
+    assert _learner(adapt="none").keys == ()
+
+
+class PoisonedSampler(BatchedSampler):
+    """Real sampling, then one NaN reward in the post-update episodes (fault injection)."""
+
+    def sample(self, policy, params_per_task, tasks, seed=None) -> Episodes:  # type: ignore[no-untyped-def]
+        ep = super().sample(policy, params_per_task, tasks, seed)
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls == 2:
+            ep.rewards[1, 2, 3] = float("nan")
+        return ep
+
+
+def test_nonfinite_meta_update_is_skipped_and_parameters_stay_bit_identical() -> None:
+    learner = _learner()
+    before = {k: v.detach().clone() for k, v in learner.policy.state_dict().items()}
+    sampler = PoisonedSampler(make_batched("Navigation2D", T * E, horizon=H, seed=0), E, "cpu")
+    logs = learner.step(sampler, sampler.env.sample_tasks(T))
+    assert logs["trpo/nonfinite_skipped"] == 1.0 and logs["trpo/accepted"] == 0.0
+    for k, v in learner.policy.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def _train(seed: int, iterations: int, **kwargs: object) -> tuple[MetaLearner, list[dict]]:
+    seed_everything(seed)
+    learner = _learner(seed, **kwargs)
+    sampler = _sampler()
+    tasks = sampler.env.sample_tasks(T)
+    return learner, [learner.step(sampler, tasks) for _ in range(iterations)]
+
+
+def test_training_is_deterministic_and_checkpoint_round_trips(tmp_path: Path) -> None:
+    a, logs_a = _train(3, 2, cg_iters=3)
+    b, logs_b = _train(3, 2, cg_iters=3)
+    assert torch.equal(_flat(a), _flat(b))
+    for la, lb in zip(logs_a, logs_b, strict=True):
+        assert {k: v for k, v in la.items() if not k.startswith("time/")} == \
+               {k: v for k, v in lb.items() if not k.startswith("time/")}
+    path = save_checkpoint(tmp_path, 2, {"learner": a.state_dict()})
+    fresh = _learner(99)
+    fresh.load_state_dict(load_checkpoint(path)["learner"])
+    assert torch.equal(_flat(fresh), _flat(a)) and fresh.iterations == 2
+
+
+def test_adapt_and_evaluate_shape_nil_and_adaptation() -> None:
+    learner = _learner(eval_inner_lr=0.5)
+    sampler = _sampler()
+    tasks = sampler.env.sample_tasks(T)
+    curve = learner.adapt_and_evaluate(sampler, tasks, inner_steps=2, seed=5)
+    assert curve.shape == (3, T) and np.isfinite(curve).all()
+    again = learner.adapt_and_evaluate(sampler, tasks, inner_steps=2, seed=5)
+    np.testing.assert_array_equal(curve, again)
+    nil = learner.adapt_and_evaluate(sampler, tasks, inner_steps=0, seed=5)
+    np.testing.assert_array_equal(nil[0], curve[0])
+    frozen = learner.adapt_and_evaluate(sampler, tasks, inner_steps=2, inner_lr=0.0, seed=5)
+    np.testing.assert_array_equal(frozen[0], curve[0])
+    assert not np.array_equal(frozen[1], curve[1])  # the eval lr is the one given
+
+
+def test_auto_path_depends_on_device_and_samples_per_task() -> None:
+    learner = _learner(auto_batched_max_samples=1000)
+    assert learner.use_batched(1000) and not learner.use_batched(1001)
+    learner.device = torch.device("cuda")
+    assert learner.use_batched(10**6)
+    assert not _learner(meta_update_path="loop").use_batched(10)
+
+
+def test_bad_arguments_name_the_field() -> None:
+    for kwargs, field in (({"adapt": "body"}, "adapt"), ({"meta_update_path": "x"},
+                                                         "meta_update_path"),
+                          ({"fvp_subsample": 0.0}, "fvp_subsample"),
+                          ({"inner_lr": math.nan}, "inner_lr"), ({"max_kl": 0.0}, "max_kl"),
+                          ({"inner_steps": -1}, "inner_steps"), ({"ls_ratio": 1.0}, "ls_ratio")):
+        with pytest.raises(ValueError, match=field):
+            _learner(**kwargs)
+
+
+def test_maml_trpo_improves_the_meta_objective() -> None:
+    learner, logs = _train(0, 8, max_kl=0.05)
+    post = [log["adapt/return_step1"] for log in logs]
+    assert all(log["trpo/nonfinite_skipped"] == 0.0 for log in logs)
+    assert np.mean(post[-2:]) > np.mean(post[:2]) + 1.0, post
