@@ -27,12 +27,14 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check metarl envs scripts tests
 	$(BIN)/mypy metarl envs
 
-## Lint, type-check, the test suite (slow tests in their short form), then the Meta-World tests.
+## Lint, type-check, the test suite (slow tests in their short form), then the env tests again
+## in the Meta-World venv (Meta-World + MuJoCo 3.3).
 test: lint
 	$(BIN)/python -m pytest -n 2 -m "not metaworld" $(PYTEST_ARGS)
 	$(MAKE) test-metaworld
 
-# Meta-World pins its own MuJoCo, so its tests run in a separate venv.
+# Meta-World pins its own MuJoCo (3.3), so its tests run in a separate venv; the other env tests
+# run there too, which checks the batched engine's MuJoCo 3 path (no mujoco.batch).
 $(MW_VENV)/.installed: pyproject.toml
 	test -x $(MW_VENV)/bin/python || $(PY) -m venv $(MW_VENV)
 	$(MW_VENV)/bin/python -m pip install -q --upgrade pip
@@ -41,7 +43,7 @@ $(MW_VENV)/.installed: pyproject.toml
 	touch $@
 
 test-metaworld: $(MW_VENV)/.installed
-	$(MW_VENV)/bin/python -m pytest -m metaworld -p no:cacheprovider tests/envs
+	$(MW_VENV)/bin/python -m pytest -n 2 -p no:cacheprovider tests/envs
 
 clean:
 	rm -rf $(VENV) $(MW_VENV) build *.egg-info

@@ -50,6 +50,7 @@ _BAD_WARNINGS = np.array([int(mujoco.mjtWarning.mjWARN_BADQPOS),
                           int(mujoco.mjtWarning.mjWARN_BADCTRL)])
 _STAGE_NONE = int(mujoco.mjtStage.mjSTAGE_NONE)
 VECTORIZATION_MODES = ("sync", "async")
+PHYSICS_BACKENDS = ("auto", "batch", "data")
 PRESETS = ("paper", "fast")
 
 StepResult = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
@@ -60,6 +61,32 @@ def check_positive(field: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         raise ValueError(f"'{field}' must be a positive integer (>= 1), got {value!r}")
     return int(value)
+
+
+def has_mujoco_batch() -> bool:
+    """Whether this MuJoCo has ``mujoco.batch`` (4.0 and newer; Meta-World pins 3.3)."""
+    try:
+        from mujoco import batch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def physics_backend(name: str, needs_cfrc_ext: bool) -> type[BatchPhysics | DataPhysics]:
+    """The physics class of ``name`` (one of ``PHYSICS_BACKENDS``).
+
+    ``auto`` takes ``mujoco.batch`` (:class:`BatchPhysics`) when the kernel does not read
+    ``cfrc_ext`` and this MuJoCo has it, else one ``MjData`` per env (:class:`DataPhysics`),
+    which runs on any MuJoCo >= 3.2.
+    """
+    if name not in PHYSICS_BACKENDS:
+        raise ValueError(f"'physics' must be one of {PHYSICS_BACKENDS}, got {name!r}")
+    if name == "batch" and (needs_cfrc_ext or not has_mujoco_batch()):
+        why = "this kernel reads cfrc_ext" if needs_cfrc_ext else "this MuJoCo has no mujoco.batch"
+        raise ValueError(f"'physics' cannot be 'batch': {why}; use 'auto' or 'data'")
+    if name == "data" or (name == "auto" and (needs_cfrc_ext or not has_mujoco_batch())):
+        return DataPhysics
+    return BatchPhysics
 
 
 def default_num_threads() -> int:
@@ -261,10 +288,13 @@ class MujocoBatchedEnv(BatchedTaskEnv):
         horizon: episode length; an episode still running after ``horizon`` steps is truncated.
         seed: seeds as ``reset(seed=seed)`` would (see the module docstring).
         num_threads: physics threads (default: all cores this process may use).
+        physics: ``auto``, ``batch`` (``mujoco.batch``, MuJoCo >= 4) or ``data`` (one
+            ``MjData`` per env on a thread pool); see :func:`physics_backend`.
     """
 
     def __init__(self, kernel: Kernel, distribution: gymnasium.Env, num_envs: int, *,
-                 horizon: int, seed: int | None = None, num_threads: int | None = None) -> None:
+                 horizon: int, seed: int | None = None, num_threads: int | None = None,
+                 physics: str = "auto") -> None:
         self.num_envs = check_positive("num_envs", num_envs)
         self.horizon = check_positive("horizon", horizon)
         threads = check_positive("num_threads",
@@ -276,7 +306,7 @@ class MujocoBatchedEnv(BatchedTaskEnv):
         self._init_qpos = np.array(base.init_qpos)
         self._init_qvel = np.array(base.init_qvel)
         self._dt = float(self._base_model.opt.timestep) * kernel.frame_skip
-        backend = DataPhysics if kernel.needs_cfrc_ext else BatchPhysics
+        backend = physics_backend(physics, kernel.needs_cfrc_ext)
         self._physics: BatchPhysics | DataPhysics = backend(self._base_model, num_envs, threads)
         self._init_spaces(distribution)
         self._tasks: list[Task] = []
@@ -538,7 +568,7 @@ def gym_id(name: str) -> str:
 
 def make_batched(name: str, num_envs: int, *, horizon: int | None = None, preset: str = "paper",
                  seed: int | None = None, num_threads: int | None = None,
-                 vectorization_mode: str = "sync") -> BatchedTaskEnv:
+                 vectorization_mode: str = "sync", physics: str = "auto") -> BatchedTaskEnv:
     """N environments of distribution ``name``, one task each, as one :class:`BatchedTaskEnv`.
 
     MuJoCo distributions run on the batched engine (:class:`MujocoBatchedEnv`),
@@ -556,6 +586,7 @@ def make_batched(name: str, num_envs: int, *, horizon: int | None = None, preset
         num_threads: physics threads of the MuJoCo engine (default: every core available).
         vectorization_mode: ``"sync"`` or ``"async"``, for Meta-World and the Gymnasium
             fallback.
+        physics: the MuJoCo engine's back-end, ``"auto"``, ``"batch"`` or ``"data"``.
     """
     num_envs = check_positive("num_envs", num_envs)
     if num_threads is not None:
@@ -572,7 +603,7 @@ def make_batched(name: str, num_envs: int, *, horizon: int | None = None, preset
     kernel = _mujoco_kernel(name)
     if kernel is not None and steps is not None:
         return MujocoBatchedEnv(kernel, gymnasium.make(gym_id(name)), num_envs, horizon=steps,
-                                seed=seed, num_threads=num_threads)
+                                seed=seed, num_threads=num_threads, physics=physics)
     if _is_metaworld_name(name):
         from metarl.envs import metaworld
 

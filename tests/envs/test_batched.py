@@ -26,8 +26,13 @@ from metarl.envs.batched import (
     GymVectorTaskEnv,
     MujocoBatchedEnv,
     check_positive,
+    has_mujoco_batch,
 )
 from metarl.envs.core import Kernel, StepArrays, Task, check_range, check_split
+
+needs_batch = pytest.mark.skipif(not has_mujoco_batch(),
+                                 reason="needs mujoco.batch (MuJoCo >= 4.0)")
+PHYSICS = [pytest.param("batch", marks=needs_batch), "data"]
 
 # ---------------------------------------------------------------------------------------------
 # Test kernels over Gymnasium's v5 envs.
@@ -146,10 +151,10 @@ class AntKernel(_V5Kernel):
 
 
 def make_engine(kernel: Kernel, num_envs: int, horizon: int, seed: int = 0,
-                num_threads: int = 2) -> MujocoBatchedEnv:
+                num_threads: int = 2, physics: str = "auto") -> MujocoBatchedEnv:
     dist = MassDistribution(kernel.base_id, **kernel.base_kwargs)
     return MujocoBatchedEnv(kernel, dist, num_envs, horizon=horizon, seed=seed,
-                            num_threads=num_threads)
+                            num_threads=num_threads, physics=physics)
 
 
 def run_engine(env: MujocoBatchedEnv, seed: int, actions: np.ndarray) -> dict[str, np.ndarray]:
@@ -208,9 +213,11 @@ def random_actions(steps: int, n: int, dim: int, seed: int = 1) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_halfcheetah_equals_gymnasium_with_autoresets() -> None:
+@pytest.mark.parametrize("physics", PHYSICS)
+def test_halfcheetah_equals_gymnasium_with_autoresets(physics: str) -> None:
     kernel, horizon, seed = CheetahKernel(), 30, 7
-    env = make_engine(kernel, 4, horizon)
+    env = make_engine(kernel, 4, horizon, physics=physics)
+    assert isinstance(env._physics, BatchPhysics if physics == "batch" else DataPhysics)
     actions = random_actions(70, 4, 6)
     got = run_engine(env, seed, actions)
     ref = run_singles(kernel, env.get_tasks(), seed, actions, horizon)
@@ -220,9 +227,10 @@ def test_halfcheetah_equals_gymnasium_with_autoresets() -> None:
     assert not got["unstable"].any()
 
 
-def test_rand_params_per_task_models_equal_gymnasium() -> None:
+@pytest.mark.parametrize("physics", PHYSICS)
+def test_rand_params_per_task_models_equal_gymnasium(physics: str) -> None:
     kernel, horizon, seed = CheetahKernel(), 40, 3
-    env = make_engine(kernel, 3, horizon)
+    env = make_engine(kernel, 3, horizon, physics=physics)
     tasks = [MassTask(0.6), MassTask(1.0), MassTask(1.8)]
     env.set_tasks(tasks)
     actions = random_actions(45, 3, 6, seed=4)
@@ -515,6 +523,7 @@ def test_make_batched_dispatch_and_errors() -> None:
     assert not _is_metaworld_name("Pendulum-v1") and not _is_metaworld_name("ML7")
 
 
+@needs_batch
 def test_mujoco_batch_reset_matches_mj_reset_data() -> None:
     """The Batch back-end's reset keeps MuJoCo's defaults (time 0, zero warm start)."""
     model = gymnasium.make("HalfCheetah-v5").unwrapped.model  # type: ignore[attr-defined]
@@ -525,3 +534,22 @@ def test_mujoco_batch_reset_matches_mj_reset_data() -> None:
     assert phys.batch.bind("time")[1] == data.time == 0.0
     np.testing.assert_array_equal(phys.batch.bind("qacc_warmstart")[1], data.qacc_warmstart)
     assert phys.batch.bind("time")[0] > 0.0
+
+
+@needs_batch
+def test_physics_backend_choice_and_mujoco3_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``auto`` takes mujoco.batch when it can, and one MjData per env on MuJoCo 3.x."""
+    from metarl.envs import batched
+
+    assert batched.physics_backend("auto", needs_cfrc_ext=False) is BatchPhysics
+    assert batched.physics_backend("auto", needs_cfrc_ext=True) is DataPhysics
+    assert batched.physics_backend("data", needs_cfrc_ext=False) is DataPhysics
+    with pytest.raises(ValueError, match="'physics' cannot be 'batch': this kernel reads"):
+        batched.physics_backend("batch", needs_cfrc_ext=True)
+    with pytest.raises(ValueError, match=r"'physics' must be one of \('auto', 'batch', 'data'\)"):
+        batched.physics_backend("gpu", needs_cfrc_ext=False)
+    monkeypatch.setattr(batched, "has_mujoco_batch", lambda: False)  # as on MuJoCo 3.x
+    assert batched.physics_backend("auto", needs_cfrc_ext=False) is DataPhysics
+    assert isinstance(make_engine(CheetahKernel(), 2, 5)._physics, DataPhysics)
+    with pytest.raises(ValueError, match="this MuJoCo has no mujoco.batch"):
+        batched.physics_backend("batch", needs_cfrc_ext=False)
