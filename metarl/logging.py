@@ -73,7 +73,8 @@ class Logger:
         if self.console and values:
             keys = self.console_keys or tuple(values)
             shown = " ".join(f"{k.split('/')[-1]}={_fmt(values[k])}" for k in keys if k in values)
-            print(f"[{step}] {shown}", file=self.stream, flush=True)
+            if shown:  # nothing of console_keys recorded this step: no empty line
+                print(f"[{step}] {shown}", file=self.stream, flush=True)
         return values
 
     def log_hparams(self, config: Mapping[str, Any]) -> None:

@@ -32,6 +32,11 @@ from metarl.rl.train import main as train
 from metarl.utils import latest_checkpoint, load_checkpoint
 
 NAV_TARGET = -20.3  # MAML on 2D navigation, Raghu et al. (2020), Table 3
+# Average post-adaptation return reported by Raghu et al. (2020), MAML / ANIL, paper setting
+# (horizon 200 for HalfCheetah, 100 for 2D navigation), shown beside each row.
+PUBLISHED = {("Navigation2D", "maml"): -20.3, ("Navigation2D", "anil"): -20.1,
+             ("HalfCheetahVel", "maml"): -139.0, ("HalfCheetahVel", "anil"): -120.9,
+             ("HalfCheetahDir", "maml"): 170.4, ("HalfCheetahDir", "anil"): 363.2}
 # Navigation2D needs more iterations than the default agent's to reach the paper's figure.
 NAV_ITERATIONS = 200
 
@@ -108,7 +113,9 @@ def run_row(name: str, cfg: ResultsConfig) -> dict[str, Any]:
             "ci95_step1": ci[1] if len(ci) > 1 else ci[0],
             "curve": mean, "env_steps": env_steps, "wall_s": wall, "run_dir": str(run_dir),
             "eval_tasks": ev["num_tasks"], "eval_seeds": len(ev["seeds"]),
-            "target": NAV_TARGET if train_cfg.env == "Navigation2D" else None}
+            "target": NAV_TARGET if train_cfg.env == "Navigation2D" else None,
+            "published": PUBLISHED.get((train_cfg.env, train_cfg.algo)),
+            "horizon": train_cfg.hp.horizon}
 
 
 def _target(row: dict[str, Any]) -> str:
@@ -118,14 +125,19 @@ def _target(row: dict[str, Any]) -> str:
     return f"{'met' if ok else 'MISSED'} (>= {row['target']})"
 
 
+def _published(row: dict[str, Any]) -> str:
+    return "-" if row.get("published") is None else f"{row['published']:g}"
+
+
 def markdown(rows: list[dict[str, Any]], where: str) -> str:
     """The results table: return before / after one inner step, env steps, wall-clock."""
-    head = ["| env | algo | preset | iterations | return step 0 | return step 1 | target "
-            "| env steps | wall-clock |", "|---|---|---|---|---|---|---|---|---|"]
-    body = [f"| {r['env']} | {r['algo']} | {r['preset']} | {r['iterations']} | "
-            f"{r['return_step0']:.1f} +- {r['ci95_step0']:.1f} | "
-            f"{r['return_step1']:.1f} +- {r['ci95_step1']:.1f} | {_target(r)} | "
-            f"{r['env_steps']:,} | {r['wall_s'] / 60:.1f} min |" for r in rows]
+    head = ["| env | algo | preset (horizon) | iterations | return step 0 | return step 1 "
+            "| Raghu et al. 2020 | target | env steps | wall-clock |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    body = [f"| {r['env']} | {r['algo']} | {r['preset']} ({r['horizon']}) | "
+            f"{r['iterations']} | {r['return_step0']:.1f} +- {r['ci95_step0']:.1f} | "
+            f"{r['return_step1']:.1f} +- {r['ci95_step1']:.1f} | {_published(r)} | "
+            f"{_target(r)} | {r['env_steps']:,} | {r['wall_s'] / 60:.1f} min |" for r in rows]
     note = (f"\nMachine: {where}. Returns: mean +- 95% CI over held-out test-split tasks x "
             "seeds (`eval.json` of each run), after 0 and 1 inner steps.\n")
     return "\n".join([*head, *body]) + "\n" + note
@@ -133,15 +145,21 @@ def markdown(rows: list[dict[str, Any]], where: str) -> str:
 
 def main(cfg: ResultsConfig) -> list[dict[str, Any]]:
     where = machine()
-    rows = [run_row(name, cfg) for name in cfg.only]
-    table = markdown(rows, where)
-    print(table)
+    rows: list[dict[str, Any]] = []
+    for name in cfg.only:  # written after every row: an interrupted sweep keeps its rows
+        rows.append(run_row(name, cfg))
+        write_results(rows, where, cfg)
+    print(markdown(rows, where))
+    return rows
+
+
+def write_results(rows: list[dict[str, Any]], where: str, cfg: ResultsConfig) -> None:
+    """``<out>.md`` (the table) and ``<out>.json`` (every row, the machine, the config)."""
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text("# Meta-RL results\n\n" + table)
+    out.with_suffix(".md").write_text("# Meta-RL results\n\n" + markdown(rows, where))
     write_json(out.with_suffix(".json"), {"machine": where, "config": dataclasses.asdict(cfg),
                                           "rows": rows})
-    return rows
 
 
 if __name__ == "__main__":

@@ -39,3 +39,15 @@ def test_write_json_atomic(tmp_path) -> None:
     write_json(tmp_path / "r.json", {"x": np.arange(3), "p": tmp_path})
     assert json.loads((tmp_path / "r.json").read_text())["x"] == [0, 1, 2]
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_console_skips_steps_without_console_keys() -> None:
+    import io
+
+    out = io.StringIO()
+    log = Logger(None, console=True, console_keys=("adapt/return_step0",), stream=out)
+    log.record("eval/return_step0", -3.0)  # not a console key
+    log.dump(5)
+    log.record("adapt/return_step0", -8.0)
+    log.dump(6)
+    assert out.getvalue() == "[6] return_step0=-8\n"

@@ -248,13 +248,10 @@ def test_default_agent(tmp_path: Path) -> None:
     cfg = dataclasses.replace(default, run_root=str(tmp_path), progress=False)
     if not FULL:
         cfg = dataclasses.replace(cfg, iterations=3, eval_tasks=4, eval_seeds=1)
-    start = time.perf_counter()
     run_dir = main(cfg)
-    seconds = time.perf_counter() - start
     ev = json.loads((run_dir / "eval.json").read_text())
     assert (run_dir / "eval.png").is_file()
     assert len(ev["overall"]["mean"]) == default.hp.eval_inner_steps + 1
-    if FULL:  # the default agent learns: adaptation helps, in a few minutes
+    if FULL:  # the default agent learns: adaptation helps (its time: scripts/rl_results.py)
         mean = ev["overall"]["mean"]
         assert mean[1] > mean[0]
-        assert seconds < 300
