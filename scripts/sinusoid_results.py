@@ -12,6 +12,8 @@ Usage::
     nice python scripts/sinusoid_results.py --jobs 2 --out docs/sinusoid_results.md \
         --json docs/sinusoid_results.json
     python scripts/sinusoid_results.py --iterations 500 --shots 10 --algos maml   # quick
+    nice python scripts/sinusoid_results.py --shots 5 --algos maml --merge \
+        --out docs/sinusoid_results.md --json docs/sinusoid_results.json    # rerun one row
 """
 
 from __future__ import annotations
@@ -52,20 +54,34 @@ def run_one(shots: int, algo: str, iterations: int, run_root: str, seed: int,
     result = json.loads((run_dir / "eval.json").read_text())
     return {"shots": shots, "algo": algo, "iterations": iterations, "seed": seed,
             "mse": result["final_mse"], "ci95": result["final_ci95"],
+            "median": result["mse_median"][-1], "diverged": result["diverged"][-1],
+            "eval_tasks": result["tasks"],
             "mse_step0": result["mse_mean"][0], "mse_step1": result["mse_mean"][1],
             "wall_s": wall, "iters_per_s": iterations / wall, "run_dir": str(run_dir),
             "machine": machine()}
 
 
+def _median(row: dict[str, Any]) -> str:
+    return f"{row['median']:.3f}" if "median" in row else "-"
+
+
+def _diverged(row: dict[str, Any]) -> str:
+    """Held-out tasks with a non-finite MSE (a finite mean implies none)."""
+    if "diverged" in row:
+        return f"{row['diverged']} / {row.get('eval_tasks', 600)}"
+    return "0" if row["mse"] == row["mse"] else "-"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """The Markdown table of finished rows, sorted by shots then algorithm."""
     order = {"maml": 0, "fomaml": 1, "anil": 2, "metasgd": 3}
-    lines = ["| K-shot | algo | iterations | MSE after 10 steps (+- 95% CI) | after 1 step | "
-             "published MAML | wall-clock | it/s | machine |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| K-shot | algo | iterations | MSE after 10 steps (+- 95% CI) | median | "
+             "diverged tasks | after 1 step | published MAML | wall-clock | it/s | machine |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["shots"], order.get(r["algo"], 9))):
         lines.append(f"| {r['shots']} | {r['algo'].upper()} | {r['iterations']} | "
-                     f"{r['mse']:.3f} +- {r['ci95']:.3f} | {r['mse_step1']:.3f} | "
+                     f"{r['mse']:.3f} +- {r['ci95']:.3f} | {_median(r)} | {_diverged(r)} | "
+                     f"{r['mse_step1']:.3f} | "
                      f"{PUBLISHED.get(r['shots'], float('nan')):.3f} | "
                      f"{r['wall_s'] / 60:.1f} min | {r['iters_per_s']:.0f} | {r['machine']} |")
     return "\n".join(lines)
@@ -82,6 +98,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--run-root", default="runs/sinusoid_results")
     parser.add_argument("--out", type=Path, default=None, help="write the Markdown table here")
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows already in --json, replacing those rerun")
     return parser.parse_args()
 
 
@@ -96,6 +114,9 @@ def main() -> None:
     args = parse_args()
     configs = [(k, a) for k in args.shots for a in args.algos]
     rows: list[dict[str, Any]] = []
+    if args.merge and args.json is not None and args.json.exists():
+        rows = [r for r in json.loads(args.json.read_text())
+                if (r["shots"], r["algo"]) not in configs]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(run_one, k, a, args.iterations, args.run_root, args.seed,
                                args.threads) for k, a in configs]

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from metarl.core import InnerLR, Params, adapt
@@ -48,25 +49,36 @@ def task_curves(params: Params, loss_fn: LossFn, support: Batch, query: Batch, *
 
 
 def summarize(curves: torch.Tensor) -> dict[str, list[float]]:
-    """Mean and 95% CI half-width per inner step of ``(T, K + 1)`` per-task losses."""
-    stats = [mean_ci95(curves[:, k].double().cpu().numpy()) for k in range(curves.shape[1])]
-    return {"mse_mean": [m for m, _ in stats], "mse_ci95": [c for _, c in stats]}
+    """Per inner step of ``(T, K + 1)`` per-task losses: mean and 95% CI half-width over every
+    task, the median, and ``diverged``, the number of tasks whose loss is not finite.
+
+    A few held-out tasks can diverge when evaluation takes more inner steps than training
+    did; their NaN/Inf makes the mean NaN, so the median and the count say how many.
+    """
+    values = curves.double().cpu().numpy()
+    stats = [mean_ci95(values[:, k]) for k in range(values.shape[1])]
+    finite = np.isfinite(values)
+    return {"mse_mean": [m for m, _ in stats], "mse_ci95": [c for _, c in stats],
+            "mse_median": [float(np.median(values[:, k])) for k in range(values.shape[1])],
+            "diverged": [int((~finite[:, k]).sum()) for k in range(values.shape[1])]}
 
 
 def write_eval(run_dir: Path, result: dict[str, Any], label: str, logger: Logger | None,
                step: int) -> None:
-    """Write ``eval.json`` and ``adaptation.png`` into ``run_dir``; log ``eval/*`` scalars."""
+    """Write ``eval.json`` and ``eval.png`` into ``run_dir``; log ``eval/*`` scalars."""
     write_json(run_dir / "eval.json", result)
     plot_adaptation({label: (result["mse_mean"], result["mse_ci95"])},
-                    run_dir / "adaptation.png", title=f"{label}: held-out adaptation",
+                    run_dir / "eval.png", title=f"{label}: held-out adaptation",
                     ylabel="query MSE")
     if logger is not None:
         log_eval(logger, result, step)
 
 
 def log_eval(logger: Logger, result: dict[str, Any], step: int) -> None:
-    """Record ``eval/mse_step{k}`` and ``eval/mse_ci95_step{k}`` and dump them at ``step``."""
-    for k, (m, c) in enumerate(zip(result["mse_mean"], result["mse_ci95"], strict=True)):
-        logger.record(f"eval/mse_step{k}", m)
-        logger.record(f"eval/mse_ci95_step{k}", c)
+    """Record ``eval/mse_step{k}``, ``eval/mse_ci95_step{k}``, ``eval/mse_median_step{k}`` and
+    ``eval/diverged_step{k}``, and dump them at ``step``."""
+    for key in ("mse", "mse_ci95", "mse_median", "diverged"):
+        values = result["mse_mean" if key == "mse" else key]
+        for k, value in enumerate(values):
+            logger.record(f"eval/{key}_step{k}", value)
     logger.dump(step)

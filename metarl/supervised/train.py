@@ -187,7 +187,7 @@ def main(cfg: SupervisedConfig) -> Path:
     """Meta-train (or resume) the run of ``cfg``, evaluate it, and return its run folder.
 
     Writes TensorBoard events, ``config.json``, ``checkpoints/``, ``eval.json`` and
-    ``adaptation.png`` into ``runs/<env>__<algo>__<seed>__<time>/``.
+    ``eval.png`` into ``runs/<env>__<algo>__<seed>__<time>/``.
     """
     device = resolve_device(cfg.device)
     cfg, run_dir, state = _start(cfg)
@@ -216,7 +216,7 @@ def evaluate_run(run_dir: str | Path, *, tasks: int = 600, inner_steps: int | No
                  device: str = "cpu") -> dict[str, Any]:
     """Evaluate a run's latest checkpoint on fresh held-out tasks.
 
-    Writes ``eval.json``, ``adaptation.png`` and ``eval/*`` TensorBoard scalars into the
+    Writes ``eval.json``, ``eval.png`` and ``eval/*`` TensorBoard scalars into the
     run folder and returns the result (``mse_mean``/``mse_ci95`` per inner step 0..K).
     """
     run_dir = Path(run_dir)
@@ -243,7 +243,7 @@ def evaluate_main(cfg: SupervisedEvalConfig) -> dict[str, Any]:
     """Entry point of ``metarl supervised-evaluate`` (and ``metarl evaluate RUN_DIR``)."""
     result = evaluate_run(cfg.run_dir, tasks=cfg.tasks, inner_steps=cfg.inner_steps,
                           inner_lr=cfg.inner_lr, seed=cfg.seed, device=cfg.device)
-    steps = range(len(result["mse_mean"]))
-    for k, m, c in zip(steps, result["mse_mean"], result["mse_ci95"], strict=True):
-        print(f"inner step {k:>2}: query MSE {m:.4f} +- {c:.4f}")
+    for k, m in enumerate(result["mse_mean"]):
+        print(f"inner step {k:>2}: query MSE {m:.4f} +- {result['mse_ci95'][k]:.4f}, median "
+              f"{result['mse_median'][k]:.4f}, diverged {result['diverged'][k]}/{result['tasks']}")
     return result

@@ -37,7 +37,7 @@ def test_cli_run_writes_events_checkpoint_eval_and_resumes_bit_equal(tmp_path: P
     result = json.loads((straight / "eval.json").read_text())
     assert len(result["mse_mean"]) == len(result["mse_ci95"]) == 4
     assert result["iteration"] == 20 and result["tasks"] == 20
-    assert (straight / "adaptation.png").stat().st_size > 0
+    assert (straight / "eval.png").stat().st_size > 0
     config = json.loads((straight / "config.json").read_text())
     assert config["kind"] == "supervised" and config["iterations"] == 20
 

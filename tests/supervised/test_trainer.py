@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -121,3 +122,12 @@ def test_summarize_mean_and_ci() -> None:
     # t_{0.975, 1} * std / sqrt(2) = 12.706 * sqrt(2) / sqrt(2)
     assert stats["mse_ci95"][0] == pytest.approx(12.706)
     assert stats["mse_ci95"][1] == 0.0
+    assert stats["mse_median"] == [2.0, 0.0] and stats["diverged"] == [0, 0]
+
+
+def test_summarize_counts_diverged_tasks() -> None:
+    curves = torch.tensor([[1.0, float("nan")], [3.0, 0.5], [5.0, float("inf")]])
+    stats = summarize(curves)
+    assert stats["diverged"] == [0, 2]
+    assert stats["mse_median"][0] == 3.0
+    assert np.isnan(stats["mse_mean"][1])
