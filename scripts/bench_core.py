@@ -6,16 +6,26 @@ sample the meta-batch, :func:`metarl.core.meta_loss`, one outer Adam step. Each 
 in its own subprocess so its peak memory is its own: on CPU the growth of the peak
 resident set over the process's size after set-up, on CUDA ``max_memory_allocated``.
 
-On CPU the rate is iterations per second of the process's CPU time (``time.process_time``),
-which on a machine shared with other jobs is what the same single thread gives on an idle
-core; the wall-clock rate is kept in the JSON. On CUDA it is wall-clock.
+Rates are wall-clock meta-iterations per second (run it on an otherwise idle machine); the
+rate per second of the process's CPU time is kept in the JSON as ``cpu_iters_per_s``.
 
-The learn2learn 0.2.0 column runs ``l2l.algorithms.MAML`` (clone + adapt per task) when
-``--l2l-python`` names an interpreter that can import it; otherwise it prints why not.
+The learn2learn 0.2.0 column runs ``l2l.algorithms.MAML`` (clone + adapt per task, its
+documented MAML loop) when ``--l2l-python`` names an interpreter that can import it. On
+Python 3.11 its sdist does not build (its Cython-generated C includes ``longintrepr.h``, gone
+since 3.11); regenerating the C files with Cython 3.0 makes it build::
+
+    python -m venv /tmp/l2l/venv && cd /tmp/l2l
+    venv/bin/pip install "cython<3.1" setuptools wheel
+    venv/bin/pip download --no-deps learn2learn==0.2.0 && tar xzf learn2learn-0.2.0.tar.gz
+    (cd learn2learn-0.2.0 && ../venv/bin/cython -3 learn2learn/data/*.pyx \
+        && ../venv/bin/pip install --no-build-isolation .)
+
+(its torchvision dependency brings its own torch: the table gives each column's version).
 
 Usage::
 
-    nice python scripts/bench_core.py --threads 1 --json docs/bench_core.json
+    nice python scripts/bench_core.py --json docs/bench_core.json \
+        --l2l-python /tmp/l2l/venv/bin/python
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ from typing import Any
 import torch
 
 META_BATCHES = (25, 250, 1000)
-L2L_NA = "n/a (learn2learn 0.2.0 fails to build on Python 3.11: longintrepr.h)"
+L2L_NA = "n/a (no --l2l-python: see the docstring for building learn2learn 0.2.0 on 3.11)"
 
 
 def _rss_mib() -> float:
@@ -121,11 +131,9 @@ def worker(path: str, meta_batch: int, device_name: str, seconds: float) -> dict
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
             else max(_peak_rss_mib() - base, 0.0))
-    # On a shared machine wall-clock rates depend on the neighbours' load; with one thread,
-    # iterations per second of this process's CPU time are what an idle core would give.
-    rate = count / (wall if device.type == "cuda" else cpu)
-    return {"iters_per_s": rate, "wall_iters_per_s": count / wall, "cpu_s": cpu,
-            "peak_mib": peak, "iterations": count}
+    return {"iters_per_s": count / wall, "cpu_iters_per_s": count / cpu, "cpu_s": cpu,
+            "wall_s": wall, "peak_mib": peak, "iterations": count,
+            "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
 def _sync(device: torch.device) -> None:
@@ -149,7 +157,7 @@ def measure(python: str, path: str, meta_batch: int, device: str, seconds: float
 def _fmt(cell: dict[str, Any] | str) -> str:
     if isinstance(cell, str):
         return cell
-    return f"{cell['iters_per_s']:.1f} it/s, {cell['peak_mib']:.0f} MiB"
+    return f"{cell['iters_per_s']:.1f} it/s, {cell['peak_mib']:.0f} MiB (torch {cell['torch']})"
 
 
 def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -172,11 +180,15 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| meta-batch | vmap (CPU) | per-task loop (CPU) | vmap / loop | "
-             "learn2learn 0.2.0 MAML (CPU) | vmap (CUDA) |", "|---|---|---|---|---|---|"]
+             "learn2learn 0.2.0 MAML (CPU) | vmap / learn2learn | vmap (CUDA) |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.1f}x"
+        l2l = r["learn2learn_cpu"]
+        vs_l2l = (f"{r['vmap_cpu']['iters_per_s'] / l2l['iters_per_s']:.1f}x"
+                  if isinstance(l2l, dict) and isinstance(r["vmap_cpu"], dict) else "n/a")
         lines.append(f"| {r['meta_batch']} | {_fmt(r['vmap_cpu'])} | {_fmt(r['loop_cpu'])} | "
-                     f"{ratio} | {_fmt(r['learn2learn_cpu'])} | {_fmt(r['vmap_cuda'])} |")
+                     f"{ratio} | {_fmt(l2l)} | {vs_l2l} | {_fmt(r['vmap_cuda'])} |")
     return "\n".join(lines)
 
 
