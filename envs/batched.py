@@ -436,6 +436,22 @@ class MujocoBatchedEnv(BatchedTaskEnv):
 # --------------------------------------------------------------------------------------------
 
 
+def set_vector_tasks(vec: Any, tasks: Sequence[Task]) -> None:
+    """``set_task(tasks[i])`` on env ``i`` of a Gymnasium ``SyncVectorEnv`` / ``AsyncVectorEnv``.
+
+    ``AsyncVectorEnv.call`` sends the same arguments to every worker, so each worker pipe gets
+    its own ``_call`` message; worker errors are re-raised here.
+    """
+    if isinstance(vec, gymnasium.vector.SyncVectorEnv):
+        for env, task in zip(vec.envs, tasks, strict=True):
+            env.unwrapped.set_task(task)  # type: ignore[attr-defined]
+        return
+    for pipe, task in zip(vec.parent_pipes, tasks, strict=True):
+        pipe.send(("_call", ("set_task", (task,), {})))
+    results = [pipe.recv() for pipe in vec.parent_pipes]
+    vec._raise_if_errors([ok for _, ok in results])
+
+
 class GymVectorTaskEnv(BatchedTaskEnv):
     """The :class:`BatchedTaskEnv` interface over ``SyncVectorEnv`` / ``AsyncVectorEnv``.
 
@@ -487,16 +503,7 @@ class GymVectorTaskEnv(BatchedTaskEnv):
 
     def set_tasks(self, tasks: Sequence[Task]) -> None:
         self._require_tasks()
-        tasks = self._check_tasks(tasks, self.vec.get_attr("task_type")[0])
-        if isinstance(self.vec, gymnasium.vector.SyncVectorEnv):
-            for env, task in zip(self.vec.envs, tasks, strict=True):
-                env.unwrapped.set_task(task)  # type: ignore[attr-defined]
-            return
-        # one "_call" per worker pipe: AsyncVectorEnv.call() sends the same args to all
-        for pipe, task in zip(self.vec.parent_pipes, tasks, strict=True):
-            pipe.send(("_call", ("set_task", (task,), {})))
-        results = [pipe.recv() for pipe in self.vec.parent_pipes]
-        self.vec._raise_if_errors([ok for _, ok in results])
+        set_vector_tasks(self.vec, self._check_tasks(tasks, self.vec.get_attr("task_type")[0]))
 
     def get_tasks(self) -> list[Task]:
         self._require_tasks()

@@ -372,18 +372,12 @@ class MetaWorldVecEnv(VectorEnv):
                                            self.env_name, self.goal_seed))
 
     def set_tasks(self, tasks: Sequence[Task]) -> None:
+        from metarl.envs.batched import set_vector_tasks
+
         tasks = list(tasks)
         if len(tasks) != self.num_envs:
             raise ValueError(f"'tasks' must hold num_envs={self.num_envs} tasks, got {len(tasks)}")
-        if isinstance(self.vec, gymnasium.vector.SyncVectorEnv):
-            for env, task in zip(self.vec.envs, tasks, strict=True):
-                env.unwrapped.set_task(task)  # type: ignore[attr-defined]
-            return
-        # one "_call" per worker pipe: AsyncVectorEnv.call() sends the same args to all
-        for pipe, task in zip(self.vec.parent_pipes, tasks, strict=True):
-            pipe.send(("_call", ("set_task", (task,), {})))
-        results = [pipe.recv() for pipe in self.vec.parent_pipes]
-        self.vec._raise_if_errors([ok for _, ok in results])
+        set_vector_tasks(self.vec, tasks)
 
     def get_tasks(self) -> list[Task]:
         return list(self.vec.call("get_task"))

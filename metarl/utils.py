@@ -69,6 +69,15 @@ def save_checkpoint(run_dir: str | Path, iteration: int, state: Mapping[str, Any
     return path
 
 
+def check_run_dir(name: str, path: str | Path) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``path`` is a run folder with
+    ``config.json`` and at least one checkpoint in ``checkpoints/``."""
+    run = Path(path)
+    if not (run / "config.json").is_file() or not any((run / "checkpoints").glob("ckpt_*.pt")):
+        raise ValueError(f"{name} must be a run folder with config.json and a checkpoint in "
+                         f"checkpoints/, got {str(path)!r}")
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     ckpts = sorted((Path(run_dir) / "checkpoints").glob("ckpt_*.pt"))
     return ckpts[-1] if ckpts else None

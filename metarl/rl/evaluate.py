@@ -24,7 +24,7 @@ import tyro
 from metarl.core import resolve_device
 from metarl.logging import Logger, write_json
 from metarl.rl.train import TrainConfig, build_learner, load_config, make_env, make_sampler
-from metarl.utils import mean_ci95, plot_adaptation
+from metarl.utils import check_run_dir, mean_ci95, plot_adaptation
 
 # Evaluation seeds are fixed (not the training seed) so runs are compared on the same episodes.
 EVAL_SEED_BASE = 1_000_000
@@ -234,11 +234,8 @@ def _check_task_types(tasks: Sequence[Any], cfg: TrainConfig, path: str) -> None
 
 
 def _check_eval_run_dir(path: str) -> None:
-    run = Path(path)
-    if not (run / "config.json").is_file() or not any((run / "checkpoints").glob("ckpt_*.pt")):
-        raise ValueError(f"run_dir must be a run folder with config.json and a checkpoint in "
-                         f"checkpoints/, got {path!r}")
-    load_config(run)  # raises for a run of another kind
+    check_run_dir("run_dir", path)
+    load_config(path)  # raises for a run of another kind
 
 
 def load_learner(run_dir: str | Path, device: str) -> tuple[Any, TrainConfig, int]:

@@ -39,6 +39,7 @@ from metarl.rl.presets import (
     get_preset,
     override,
 )
+from metarl.utils import check_run_dir
 
 META_UPDATE_PATHS = ("auto", "batched", "loop")
 CONSOLE_KEYS = ("adapt/return_step0", "adapt/return_step1", "trpo/kl", "time/env_steps_per_s")
@@ -186,12 +187,8 @@ def _check_numbers(hp: Preset) -> None:
 
 
 def _check_run_dir(name: str, path: str | None) -> None:
-    if path is None:
-        return
-    run = Path(path)
-    if not (run / "config.json").is_file() or not any((run / "checkpoints").glob("ckpt_*.pt")):
-        raise ValueError(f"{name} must be a run folder with config.json and a checkpoint in "
-                         f"checkpoints/, got {path!r}")
+    if path is not None:
+        check_run_dir(name, path)
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import tyro
 
@@ -16,6 +15,7 @@ from metarl.core import LR_KINDS, adapt_keys, get_params, resolve_device
 from metarl.supervised.models import TASKS, build_model
 from metarl.supervised.tasks import LinearTaskSpec
 from metarl.supervised.trainer import ALGOS, algo_spec
+from metarl.utils import check_run_dir
 
 
 @dataclass(frozen=True)
@@ -172,12 +172,8 @@ def _check_head_and_device(cfg: SupervisedConfig) -> None:
 
 
 def _check_run_dir(name: str, path: str | None) -> None:
-    if path is None:
-        return
-    run = Path(path)
-    if not (run / "config.json").is_file() or not any((run / "checkpoints").glob("ckpt_*.pt")):
-        raise ValueError(f"{name} must be a run folder with config.json and a checkpoint in "
-                         f"checkpoints/, got {path!r}")
+    if path is not None:
+        check_run_dir(name, path)
 
 
 @dataclass(frozen=True)
