@@ -323,8 +323,8 @@ def _success(info: dict[str, Any], num_envs: int) -> np.ndarray:
 class MetaWorldVecEnv(VectorEnv):
     """``num_envs`` Meta-World envs of one benchmark, one task each, stepped together.
 
-    Same interface as ``metarl.envs.batched.BatchedTaskEnv`` (not imported: it needs
-    MuJoCo >= 4.0, Meta-World pins 3.3.0). Finished envs reset in the same ``step``
+    Same interface as ``metarl.envs.batched.BatchedTaskEnv`` (``make_batched`` returns it for
+    Meta-World names) over Gymnasium's Sync/AsyncVectorEnv. Finished envs reset in the same ``step``
     (``AutoresetMode.SAME_STEP``); ``info["final_obs"]`` is a float64 ``[N, d]`` array valid
     where ``info["_final_obs"]``; ``info["success"]`` is bool ``[N]``.
 

@@ -41,8 +41,10 @@ PHYSICS = [pytest.param("batch", marks=needs_batch), "data"]
 
 @pytest.fixture(autouse=True)
 def _mujoco_log_in_tmp(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """MuJoCo appends its warnings to MUJOCO_LOG.TXT in the working directory."""
+    """MuJoCo appends its warnings to MUJOCO_LOG.TXT in the working directory; SB3's logger
+    writes to SB3_LOGDIR (a new folder in /tmp otherwise)."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SB3_LOGDIR", str(tmp_path))
 
 
 

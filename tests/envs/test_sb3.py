@@ -10,8 +10,9 @@ import metarl.envs  # noqa: F401  (registers the ids)
 from metarl.envs.halfcheetah import HalfCheetahVelTask
 
 
-def test_ppo_trains_on_a_fixed_halfcheetah_vel_task() -> None:
+def test_ppo_trains_on_a_fixed_halfcheetah_vel_task(tmp_path, monkeypatch) -> None:
     sb3 = pytest.importorskip("stable_baselines3")
+    monkeypatch.setenv("SB3_LOGDIR", str(tmp_path))  # SB3's logger folder, else one in /tmp
     env = gymnasium.make("metarl/HalfCheetahVel-v0", max_episode_steps=100)
     env.unwrapped.set_task(HalfCheetahVelTask(1.5))  # type: ignore[attr-defined]
     model = sb3.PPO("MlpPolicy", env, n_steps=512, batch_size=128, n_epochs=2, seed=0,
