@@ -6,8 +6,8 @@ Prints a Markdown table (and with ``--json PATH`` writes the figures as JSON):
   pre- and post-update (320k env steps): seconds per phase (sampling, adaptation, meta-update)
   and env-steps/s;
 * the batched (``torch.func.vmap``) meta-update against the per-task loop on identical data
-  (one collected meta-batch, parameters restored between calls) at 100, 1,000 and 4,000
-  samples per task, their ratio, whether both gave the same update, and which path
+  (one collected meta-batch, parameters restored between calls) at 100, 1,000, 2,000 and
+  4,000 samples per task, their ratio, whether both gave the same update, and which path
   ``meta_update_path="auto"`` picks;
 * ANIL against MAML time per iteration (Raghu et al., 2020, report ANIL 1.7x faster);
 * peak memory (process RSS on CPU, ``torch.cuda.max_memory_allocated`` on GPU).
@@ -38,7 +38,7 @@ from metarl.utils import seed_everything
 
 NO_GPU = "n/a (no GPU)"
 # samples per task -> (episodes per task, horizon)
-SIZES = {100: (1, 100), 1_000: (10, 100), 4_000: (20, 200)}
+SIZES = {100: (1, 100), 1_000: (10, 100), 2_000: (10, 200), 4_000: (20, 200)}
 
 
 @dataclass(frozen=True)

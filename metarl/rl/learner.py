@@ -35,11 +35,13 @@ from metarl.rl.trpo import TrpoConfig, trpo_update
 
 META_UPDATE_PATHS = ("auto", "batched", "loop")
 # "auto" on CPU: vmap over tasks up to this many (padded) samples per task, a loop beyond.
-# Measured on the 2-core development machine for the TRPO work unit (surrogate gradient plus
-# Fisher-vector products through a second-order inner step; 40 tasks, 2x64 tanh, 17-d obs),
-# loop / batched time: 4.1x at 100 samples per task, 2.5x at 500, 2.0x at 1,000, 2.3x at
-# 2,000 and 1.3x at 4,000: the crossover lies beyond 4,000, the largest size measured.
-AUTO_BATCHED_MAX_SAMPLES = 4000
+# Measured with scripts/bench_rl.py on the 2-core development machine (torch 2.13 CPU, two
+# threads; one TRPO meta-update: surrogate gradient, 10 CG iterations of Fisher-vector
+# products through a second-order inner step, line search; 40 HalfCheetahVel tasks, 2x64
+# tanh, 17-d obs), loop time / batched time: 5.1 at 100 samples per task, 1.30 at 1,000,
+# 0.87 at 1,500, 0.67 at 2,000, 0.68 at 3,000 and 0.38 at 4,000 (the paper preset). The
+# crossover lies between 1,000 and 1,500. On CUDA the batched path is always taken.
+AUTO_BATCHED_MAX_SAMPLES = 1200
 
 Data = dict[str, torch.Tensor]
 
