@@ -74,7 +74,7 @@ def _paper(env: str) -> Preset:
 
 def _fast(env: str) -> Preset:
     if env == "Navigation2D":
-        # The default agent: about 3 minutes on 2 CPU cores including the final evaluation.
+        # The default agent: about 4 minutes on 2 CPU cores including the final evaluation.
         return Preset(horizon=100, meta_batch=20, episodes_per_task=20, iterations=60,
                       eval_every=20, eval_tasks=20, eval_seeds=2)
     return Preset(horizon=100, meta_batch=20, episodes_per_task=10, iterations=100,
