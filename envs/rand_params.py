@@ -1,9 +1,11 @@
 """HopperRandParams and Walker2DRandParams: randomised physics over Hopper-v5 / Walker2d-v5.
 
 Rakelly et al., "Efficient Off-Policy Meta-Reinforcement Learning via Probabilistic Context
-Variables" (PEARL), ICML 2019, after ``rand_param_envs``: every entry of ``body_mass``,
-``body_inertia``, ``dof_damping`` and ``geom_friction`` is multiplied by its own factor
-``1.5 ** U[-3, 3]``. Reward, termination, observation and reset noise are the base v5 env's:
+Variables" (PEARL), ICML 2019, after ``rand_param_envs`` (``base.py``): every entry of
+``body_mass``, ``body_inertia`` and ``geom_friction`` is multiplied by its own factor
+``1.5 ** U[-3, 3]``, every entry of ``dof_damping`` by ``1.3 ** U[-3, 3]`` (the base
+``rand_param_envs`` uses for damping). Reward, termination, observation and reset noise are
+the base v5 env's:
 ``r = 1.0 * healthy + v_x - 1e-3 sum(a^2)``.
 """
 
@@ -24,10 +26,17 @@ from metarl.envs.mujoco_env import (
     x_velocity,
 )
 
-LOG_SCALE_BASE = 1.5
-LOG_SCALE_RANGE = (-3.0, 3.0)
-SCALE_RANGE = (LOG_SCALE_BASE ** LOG_SCALE_RANGE[0], LOG_SCALE_BASE ** LOG_SCALE_RANGE[1])
 FIELDS = ("body_mass", "body_inertia", "dof_damping", "geom_friction")
+# Each field's factor is LOG_SCALE_BASE[field] ** U[-3, 3], as rand_param_envs draws it.
+LOG_SCALE_BASE = {"body_mass": 1.5, "body_inertia": 1.5, "dof_damping": 1.3,
+                  "geom_friction": 1.5}
+LOG_SCALE_RANGE = (-3.0, 3.0)
+
+
+def scale_range(field: str) -> tuple[float, float]:
+    """The factors ``field`` can take: ``[base ** -3, base ** 3]``."""
+    base = LOG_SCALE_BASE[field]
+    return base ** LOG_SCALE_RANGE[0], base ** LOG_SCALE_RANGE[1]
 HEALTHY_REWARD = 1.0
 CTRL_COST_WEIGHT = 1e-3
 RESET_NOISE_SCALE = 5e-3
@@ -35,13 +44,14 @@ RESET_NOISE_SCALE = 5e-3
 
 @dataclasses.dataclass(frozen=True)
 class RandParamsTask(Task):
-    """Element-wise physics scale factors, each in ``[1.5^-3, 1.5^3]``; ``sizes`` (a class
-    attribute of each subclass) gives the number of entries of every field.
+    """Element-wise physics scale factors, each in ``[b^-3, b^3]`` (``b`` = 1.3 for damping,
+    1.5 otherwise); ``sizes`` (a class attribute of each subclass) gives the number of entries
+    of every field.
 
     Attributes:
         body_mass: factors of ``model.body_mass`` (``nbody`` entries).
         body_inertia: factors of ``model.body_inertia`` flattened (``nbody * 3``).
-        dof_damping: factors of ``model.dof_damping`` (``nv``).
+        dof_damping: factors of ``model.dof_damping`` (``nv``), base 1.3.
         geom_friction: factors of ``model.geom_friction`` flattened (``ngeom * 3``).
     """
 
@@ -60,11 +70,12 @@ class RandParamsTask(Task):
             if values.shape != (self.sizes[field],):
                 raise ValueError(f"task field '{field}' must have {self.sizes[field]} entries, "
                                  f"got shape {values.shape}")
-            low, high = SCALE_RANGE
+            low, high = scale_range(field)
             if not (np.isfinite(values).all() and (values >= low).all()
                     and (values <= high).all()):
+                base = LOG_SCALE_BASE[field]
                 raise ValueError(f"task field '{field}' must hold finite factors in "
-                                 f"[{low}, {high}] (1.5**-3, 1.5**3), got {values.tolist()}")
+                                 f"[{low}, {high}] ({base}**-3, {base}**3), got {values.tolist()}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,11 +178,13 @@ class Walker2DKernel(RandParamsKernel):
 
 
 def draw_factors(rng: np.random.Generator, cls: type[RandParamsTask], n: int) -> list[Task]:
-    """``n`` tasks, every factor ``1.5 ** U[-3, 3]``, fields drawn in ``FIELDS`` order."""
+    """``n`` tasks, every factor ``LOG_SCALE_BASE[field] ** U[-3, 3]``, fields drawn in
+    ``FIELDS`` order."""
     out: list[Task] = []
     for _ in range(n):
-        exps = [rng.uniform(*LOG_SCALE_RANGE, size=cls.sizes[f]) for f in FIELDS]
-        out.append(cls(*(tuple(float(x) for x in LOG_SCALE_BASE ** e) for e in exps)))
+        exps = {f: rng.uniform(*LOG_SCALE_RANGE, size=cls.sizes[f]) for f in FIELDS}
+        out.append(cls(*(tuple(float(x) for x in LOG_SCALE_BASE[f] ** exps[f])
+                         for f in FIELDS)))
     return out
 
 

@@ -189,7 +189,8 @@ def test_rand_params_change_physics(name: str) -> None:
     for f in FIELDS:
         scale = np.asarray(getattr(task, f)).reshape(base[f].shape)
         np.testing.assert_array_equal(getattr(model, f), base[f] * scale)
-        logs = np.log(np.asarray(getattr(task, f))) / np.log(1.5)
+        base_f = 1.3 if f == "dof_damping" else 1.5  # rand_param_envs' bases
+        logs = np.log(np.asarray(getattr(task, f))) / np.log(base_f)
         assert np.all(np.abs(logs) <= 3 + 1e-12) and np.ptp(logs) > 0.5
     assert not np.array_equal(model.body_mass[1:], base["body_mass"][1:])
     env.set_task(identity_task(type(task)))  # back to the unmodified physics
@@ -199,8 +200,10 @@ def test_rand_params_change_physics(name: str) -> None:
     moved = rollout(env, seed=0, steps=10)
     env.set_task(identity_task(type(task)))
     assert not np.array_equal(moved[1], rollout(env, seed=0, steps=10)[1])
-    logs = np.log([t.body_mass for t in env.sample_tasks(2000)]) / np.log(1.5)
-    assert abs(logs.mean()) < 0.1 and abs(logs.var() - 3.0) < 0.2  # U[-3, 3]: var 36/12
+    tasks = env.sample_tasks(2000)
+    for f, base_f in (("body_mass", 1.5), ("dof_damping", 1.3), ("geom_friction", 1.5)):
+        logs = np.log([getattr(t, f) for t in tasks]) / np.log(base_f)
+        assert abs(logs.mean()) < 0.1 and abs(logs.var() - 3.0) < 0.2  # U[-3, 3]: var 36/12
 
 
 @pytest.mark.parametrize("name", MUJOCO)
