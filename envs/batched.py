@@ -81,12 +81,11 @@ def physics_backend(name: str, needs_cfrc_ext: bool) -> type[BatchPhysics | Data
     """
     if name not in PHYSICS_BACKENDS:
         raise ValueError(f"'physics' must be one of {PHYSICS_BACKENDS}, got {name!r}")
-    if name == "batch" and (needs_cfrc_ext or not has_mujoco_batch()):
+    batch_ok = not needs_cfrc_ext and has_mujoco_batch()
+    if name == "batch" and not batch_ok:
         why = "this kernel reads cfrc_ext" if needs_cfrc_ext else "this MuJoCo has no mujoco.batch"
         raise ValueError(f"'physics' cannot be 'batch': {why}; use 'auto' or 'data'")
-    if name == "data" or (name == "auto" and (needs_cfrc_ext or not has_mujoco_batch())):
-        return DataPhysics
-    return BatchPhysics
+    return BatchPhysics if batch_ok and name != "data" else DataPhysics
 
 
 def default_num_threads() -> int:
