@@ -58,8 +58,9 @@ def summarize(curves: torch.Tensor) -> dict[str, list[float]]:
     values = curves.double().cpu().numpy()
     stats = [mean_ci95(values[:, k]) for k in range(values.shape[1])]
     finite = np.isfinite(values)
+    ranked = np.where(finite, values, np.inf)  # a diverged task ranks as infinitely bad
     return {"mse_mean": [m for m, _ in stats], "mse_ci95": [c for _, c in stats],
-            "mse_median": [float(np.median(values[:, k])) for k in range(values.shape[1])],
+            "mse_median": [float(np.median(ranked[:, k])) for k in range(values.shape[1])],
             "diverged": [int((~finite[:, k]).sum()) for k in range(values.shape[1])]}
 
 
