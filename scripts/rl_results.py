@@ -10,6 +10,7 @@ and wall-clock the run took and the machine it ran on. Writes ``docs/rl_results.
 
     nice python scripts/rl_results.py                    # every row
     nice python scripts/rl_results.py --only nav-maml nav-anil
+    nice python scripts/rl_results.py --only cheetah-dir-maml-paper100 --merge   # one row
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ ROWS: dict[str, dict[str, Any]] = {
     "cheetah-vel-anil": dict(env="HalfCheetahVel", algo="anil", preset="fast"),
     "cheetah-dir-maml": dict(env="HalfCheetahDir", algo="maml", preset="fast"),
     "cheetah-dir-anil": dict(env="HalfCheetahDir", algo="anil", preset="fast"),
+    # The paper preset (40 tasks x 20 episodes x 200 steps) for the first 100 of its 500
+    # iterations: what a CPU-only machine gets in about half an hour.
+    "cheetah-dir-maml-paper100": dict(env="HalfCheetahDir", algo="maml", preset="paper",
+                                      iterations=100),
 }
 
 
@@ -68,6 +73,8 @@ class ResultsConfig:
     """Stem of the outputs: <out>.md and <out>.json."""
     progress: bool = True
     """Show each run's progress bar."""
+    merge: bool = False
+    """Keep the rows already in <out>.json that this call does not rerun."""
 
     def __post_init__(self) -> None:
         unknown = [r for r in self.only if r not in ROWS]
@@ -146,6 +153,9 @@ def markdown(rows: list[dict[str, Any]], where: str) -> str:
 def main(cfg: ResultsConfig) -> list[dict[str, Any]]:
     where = machine()
     rows: list[dict[str, Any]] = []
+    previous = Path(cfg.out).with_suffix(".json")
+    if cfg.merge and previous.exists():
+        rows = [r for r in json.loads(previous.read_text())["rows"] if r["row"] not in cfg.only]
     for name in cfg.only:  # written after every row: an interrupted sweep keeps its rows
         rows.append(run_row(name, cfg))
         write_results(rows, where, cfg)
