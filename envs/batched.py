@@ -478,12 +478,14 @@ class GymVectorTaskEnv(BatchedTaskEnv):
         self._pending_seed = seed
         self._np_random, self._np_random_seed = seeding.np_random(seed)
 
+    # Gymnasium's get_attr calls whatever is callable (a method, a task class), so the task
+    # API is probed through get_wrapper_attr / has_wrapper_attr, which `call` runs with args.
     def _supports_tasks(self) -> bool:
-        try:
-            self.vec.get_attr("sample_tasks")
-        except AttributeError:
-            return False
-        return True
+        return all(self.vec.call("has_wrapper_attr", "sample_tasks"))
+
+    def _task_type(self) -> type[Task] | None:
+        task_type: type[Task] | None = self.vec.call("get_wrapper_attr", "task_type")[0]
+        return task_type
 
     def _require_tasks(self) -> None:
         if not self._supports_tasks():
@@ -502,7 +504,7 @@ class GymVectorTaskEnv(BatchedTaskEnv):
 
     def set_tasks(self, tasks: Sequence[Task]) -> None:
         self._require_tasks()
-        set_vector_tasks(self.vec, self._check_tasks(tasks, self.vec.get_attr("task_type")[0]))
+        set_vector_tasks(self.vec, self._check_tasks(tasks, self._task_type()))
 
     def get_tasks(self) -> list[Task]:
         self._require_tasks()

@@ -27,14 +27,12 @@ import functools
 import math
 import pickle
 import zlib
-from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
-from gymnasium.utils import seeding
-from gymnasium.vector import AutoresetMode, VectorEnv
 
+from metarl.envs.batched import GymVectorTaskEnv
 from metarl.envs.core import SPLITS, Task, check_count, check_split
 
 BENCHMARKS = ("ML1", "ML10", "ML45")
@@ -320,13 +318,14 @@ def _success(info: dict[str, Any], num_envs: int) -> np.ndarray:
     return success
 
 
-class MetaWorldVecEnv(VectorEnv):
+class MetaWorldVecEnv(GymVectorTaskEnv):
     """``num_envs`` Meta-World envs of one benchmark, one task each, stepped together.
 
-    Same interface as ``metarl.envs.batched.BatchedTaskEnv`` (``make_batched`` returns it for
-    Meta-World names) over Gymnasium's Sync/AsyncVectorEnv. Finished envs reset in the same ``step``
-    (``AutoresetMode.SAME_STEP``); ``info["final_obs"]`` is a float64 ``[N, d]`` array valid
-    where ``info["_final_obs"]``; ``info["success"]`` is bool ``[N]``.
+    :class:`~metarl.envs.batched.GymVectorTaskEnv` (``make_batched`` returns this class for
+    Meta-World names) with Meta-World's task sampler and ``info["success"]``, bool ``[N]``
+    (the final step's flag for envs reset in that step). Finished envs reset in the same
+    ``step`` (``AutoresetMode.SAME_STEP``); ``info["final_obs"]`` is a float64 ``[N, d]``
+    array valid where ``info["_final_obs"]``.
 
     Args:
         benchmark: ``"ML1"``, ``"ML10"`` or ``"ML45"``.
@@ -338,8 +337,6 @@ class MetaWorldVecEnv(VectorEnv):
         vectorization_mode: ``"sync"`` or ``"async"``.
     """
 
-    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP}
-
     def __init__(self, benchmark: str, num_envs: int, *, env_name: str | None = None,
                  horizon: int = HORIZON, seed: int | None = None, goal_seed: int = 0,
                  vectorization_mode: str = "sync") -> None:
@@ -349,69 +346,21 @@ class MetaWorldVecEnv(VectorEnv):
         check_count(num_envs, "num_envs")
         class_names(benchmark, "train", env_name)
         self.benchmark, self.env_name, self.goal_seed = benchmark, env_name, goal_seed
-        self.num_envs, self.horizon = int(num_envs), horizon
         fn = _EnvFn({"benchmark": benchmark, "env_name": env_name, "horizon": horizon,
                      "goal_seed": goal_seed})
-        self.vec = self._make_vec([fn] * self.num_envs, vectorization_mode)
-        self.single_observation_space = self.vec.single_observation_space
-        self.single_action_space = self.vec.single_action_space
-        self.observation_space = self.vec.observation_space
-        self.action_space = self.vec.action_space
-        self._pending_seed = seed
-        self._np_random, self._np_random_seed = seeding.np_random(seed)
-
-    @staticmethod
-    def _make_vec(fns: Sequence[Callable[[], gymnasium.Env]], mode: str) -> Any:
-        cls: Any = gymnasium.vector.SyncVectorEnv if mode == "sync" else \
-            gymnasium.vector.AsyncVectorEnv
-        return cls(list(fns), autoreset_mode=AutoresetMode.SAME_STEP)
+        super().__init__([fn] * int(num_envs), horizon=horizon, mode=vectorization_mode,
+                         seed=seed)
 
     def sample_tasks(self, n: int, split: str = "train") -> list[Task]:
         """``n`` tasks of ``split`` (train / test classes or goals) from ``self.np_random``."""
         return list(sample_metaworld_tasks(self.np_random, n, self.benchmark, split,
                                            self.env_name, self.goal_seed))
 
-    def set_tasks(self, tasks: Sequence[Task]) -> None:
-        from metarl.envs.batched import set_vector_tasks
-
-        tasks = list(tasks)
-        if len(tasks) != self.num_envs:
-            raise ValueError(f"'tasks' must hold num_envs={self.num_envs} tasks, got {len(tasks)}")
-        set_vector_tasks(self.vec, tasks)
-
-    def get_tasks(self) -> list[Task]:
-        return list(self.vec.call("get_task"))
-
-    def reset(self, *, seed: int | Sequence[int | None] | None = None,
-              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        if seed is None and self._pending_seed is not None:
-            seed = self._pending_seed
-        self._pending_seed = None
-        if isinstance(seed, (int, np.integer)):
-            self._np_random, self._np_random_seed = seeding.np_random(int(seed))
-        obs, info = self.vec.reset(seed=seed, options=options)
-        return np.asarray(obs, dtype=np.float64), dict(info)
-
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                           dict[str, Any]]:
-        a = np.asarray(actions, dtype=np.float32)
-        shape = (self.num_envs, *self.single_action_space.shape)  # type: ignore[misc]
-        if a.shape != shape:
-            raise ValueError(f"'actions' must have shape {shape}, got {a.shape}")
-        obs, rewards, terminated, truncated, info = self.vec.step(a)
-        info = dict(info)
+        obs, rewards, terminated, truncated, info = super().step(actions)
         info["success"] = _success(info, self.num_envs)
-        info["unstable"] = np.zeros(self.num_envs, dtype=bool)
-        if "final_obs" in info:  # Gymnasium's object array -> a float array
-            final = np.zeros((self.num_envs, *self.single_observation_space.shape))  # type: ignore[misc]
-            for i in np.flatnonzero(info["_final_obs"]):
-                final[i] = info["final_obs"][i]
-            info["final_obs"] = final
-        return (np.asarray(obs, dtype=np.float64), np.asarray(rewards, dtype=np.float64),
-                np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool), info)
-
-    def close_extras(self, **kwargs: Any) -> None:
-        self.vec.close()
+        return obs, rewards, terminated, truncated, info
 
 
 def make_metaworld(name: str, num_envs: int, *, horizon: int = HORIZON, seed: int | None = None,

@@ -396,6 +396,28 @@ def test_gym_fallback_equals_sync_vector_env() -> None:
         GymVectorTaskEnv([EnvFn("Pendulum-v1", 7)], horizon=7, mode="threads")
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_gym_fallback_runs_a_task_distribution(mode: str) -> None:
+    """A task distribution behind Gymnasium's vector envs: sample, set and get tasks."""
+    import metarl.envs  # noqa: F401  (registers the ids)
+    from metarl.envs.navigation import Navigation2DTask
+
+    env = GymVectorTaskEnv([EnvFn("metarl/Navigation2D-v0", 5) for _ in range(3)], horizon=5,
+                           mode=mode, seed=0)
+    env.reset(seed=0)
+    tasks = env.sample_tasks(3)
+    assert len(tasks) == 3 and all(isinstance(t, Navigation2DTask) for t in tasks)
+    env.set_tasks(tasks)
+    assert env.get_tasks() == tasks
+    obs, _ = env.reset()
+    _, rewards, _, _, _ = env.step(np.zeros((3, 2)))
+    goals = np.array([t.goal for t in tasks])
+    np.testing.assert_allclose(rewards, -np.linalg.norm(goals, axis=1))  # s = 0, no move
+    with pytest.raises(ValueError, match="'task' must be a Navigation2DTask"):
+        env.set_tasks([MassTask(1.0)] * 3)
+    env.close()
+
+
 def test_gym_fallback_async_equals_sync() -> None:
     fns = [EnvFn("Pendulum-v1", 4) for _ in range(2)]
     sync = GymVectorTaskEnv(fns, horizon=4, seed=1)
