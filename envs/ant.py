@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from metarl.envs.core import StepArrays, Task, check_range
+from metarl.envs.core import StepArrays, Task, check_range, check_vector_range
 from metarl.envs.halfcheetah import check_direction, draw_direction
 from metarl.envs.mujoco_env import (
     MujocoTaskEnv,
@@ -92,10 +92,7 @@ class AntGoalTask(Task):
     goal: tuple[float, float]
 
     def validate(self) -> None:
-        if len(self.goal) != 2:
-            raise ValueError(f"task field 'goal' must have 2 entries, got {len(self.goal)}")
-        for i, g in enumerate(self.goal):
-            check_range(f"goal[{i}]", g, *GOAL_RANGE)
+        check_vector_range("goal", self.goal, 2, *GOAL_RANGE)
 
 
 class AntKernel:

@@ -70,6 +70,15 @@ def check_range(field: str, value: float, low: float, high: float) -> None:
                          f"got {value!r}")
 
 
+def check_vector_range(field: str, values: tuple[float, ...], size: int, low: float,
+                       high: float) -> None:
+    """Raise ``ValueError`` unless ``values`` has ``size`` entries, each in ``[low, high]``."""
+    if len(values) != size:
+        raise ValueError(f"task field '{field}' must have {size} entries, got {len(values)}")
+    for i, v in enumerate(values):
+        check_range(f"{field}[{i}]", v, low, high)
+
+
 def check_split(split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"'split' must be one of {SPLITS}, got {split!r}")

@@ -24,9 +24,9 @@ from gymnasium.vector.utils import batch_space
 from metarl.envs.core import (
     Task,
     check_count,
-    check_range,
     check_split,
     check_task_type,
+    check_vector_range,
     test_split_rng,
 )
 from metarl.envs.mujoco_env import TEST_GUARD
@@ -47,10 +47,7 @@ class Navigation2DTask(Task):
     goal: tuple[float, float]
 
     def validate(self) -> None:
-        if len(self.goal) != 2:
-            raise ValueError(f"task field 'goal' must have 2 entries, got {len(self.goal)}")
-        for i, g in enumerate(self.goal):
-            check_range(f"goal[{i}]", g, *GOAL_RANGE)
+        check_vector_range("goal", self.goal, 2, *GOAL_RANGE)
 
 
 def draw_goals(rng: np.random.Generator, n: int) -> list[Task]:
