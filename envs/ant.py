@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
-from typing import Any, ClassVar
 
 import numpy as np
 
@@ -23,9 +21,9 @@ from metarl.envs.core import StepArrays, Task, check_range, check_vector_range
 from metarl.envs.halfcheetah import check_direction, draw_direction
 from metarl.envs.mujoco_env import (
     MujocoTaskEnv,
+    RewardTaskKernel,
     contact_cost,
     ctrl_cost,
-    stack_params,
     uniform_normal_reset,
     xy_velocity,
 )
@@ -95,20 +93,13 @@ class AntGoalTask(Task):
         check_vector_range("goal", self.goal, 2, *GOAL_RANGE)
 
 
-class AntKernel:
+class AntKernel(RewardTaskKernel):
     """Ant-v5's physics, observation (with contact forces), termination and reset."""
 
     base_id = "Ant-v5"
-    base_kwargs: ClassVar[dict[str, Any]] = {}
     frame_skip = 5
     needs_cfrc_ext = True
     reset_noise_scale = 0.1
-
-    def task_params(self, tasks: Sequence[Task]) -> np.ndarray:
-        return stack_params(tasks)
-
-    def task_model(self, base_model: Any, task: Task) -> Any:
-        return base_model
 
     def observation(self, qpos: np.ndarray, qvel: np.ndarray,
                     cfrc_ext: np.ndarray | None) -> np.ndarray:

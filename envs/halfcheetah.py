@@ -9,16 +9,14 @@ target velocity ``v* ~ U[0, 2]``, direction ``d in {-1, +1}``. The forward veloc
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Any, ClassVar
 
 import numpy as np
 
 from metarl.envs.core import StepArrays, Task, check_range
 from metarl.envs.mujoco_env import (
     MujocoTaskEnv,
+    RewardTaskKernel,
     ctrl_cost,
-    stack_params,
     uniform_normal_reset,
     x_velocity,
 )
@@ -62,20 +60,13 @@ class HalfCheetahDirTask(Task):
         check_direction(self.direction)
 
 
-class CheetahKernel:
+class CheetahKernel(RewardTaskKernel):
     """The shared part of both HalfCheetah kernels: HalfCheetah-v5's physics, obs and reset."""
 
     base_id = "HalfCheetah-v5"
-    base_kwargs: ClassVar[dict[str, Any]] = {}
     frame_skip = 5
     needs_cfrc_ext = False
     reset_noise_scale = 0.1
-
-    def task_params(self, tasks: Sequence[Task]) -> np.ndarray:
-        return stack_params(tasks)
-
-    def task_model(self, base_model: Any, task: Task) -> Any:
-        return base_model
 
     def observation(self, qpos: np.ndarray, qvel: np.ndarray,
                     cfrc_ext: np.ndarray | None) -> np.ndarray:

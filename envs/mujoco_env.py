@@ -14,7 +14,7 @@ Off-Policy Meta-Reinforcement Learning via Probabilistic Context Variables" (PEA
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import gymnasium
@@ -84,6 +84,19 @@ def uniform_uniform_reset(rng: np.random.Generator, init_qpos: np.ndarray,
 def stack_params(tasks: Any) -> np.ndarray:
     """[N, k] float64: each task's :meth:`Task.as_array` stacked."""
     return np.stack([t.as_array() for t in tasks]).astype(np.float64)
+
+
+class RewardTaskKernel:
+    """Base of kernels whose task lives in the reward only (velocity, direction, goal): the
+    base env's default kwargs, the task's fields as reward parameters, one shared MjModel."""
+
+    base_kwargs: ClassVar[dict[str, Any]] = {}
+
+    def task_params(self, tasks: Sequence[Task]) -> np.ndarray:
+        return stack_params(tasks)
+
+    def task_model(self, base_model: Any, task: Task) -> Any:
+        return base_model
 
 
 # --------------------------------------------------------------------------------------------
