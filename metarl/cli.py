@@ -25,13 +25,13 @@ COMMANDS: dict[str, Command] = {
     "train": Command("metarl.rl.train", "TrainConfig",
                      "meta-train MAML-TRPO / ANIL-TRPO on a task distribution "
                      "(no options: the default agent, Navigation2D, a few minutes on a laptop)"),
-    "evaluate": Command("metarl.rl.evaluate", "EvalConfig",
+    "evaluate": Command("metarl.rl.evaluate_cmd", "EvalConfig",
                         "evaluate a run's adaptation on held-out tasks: RUN_DIR [--tasks FILE] "
-                        "[--inner-steps K] [--seeds S]"),
+                        "[--inner-steps K] [--seeds S] (supervised runs too)"),
     "supervised": Command("metarl.supervised.train", "SupervisedConfig",
-                          "few-shot regression (sinusoid, mixed linear regression) with MAML, "
-                          "FOMAML, ANIL, Meta-SGD"),
-    "supervised-evaluate": Command("metarl.supervised.train", "SupervisedEvalConfig",
+                          "few-shot regression (sinusoid, mixed linear regression) with any "
+                          "meta-algorithm (maml, fomaml, anil, metasgd, lslr, ...)"),
+    "supervised-evaluate": Command("metarl.supervised.evaluate_cmd", "SupervisedEvalConfig",
                                    "evaluate a supervised run on fresh held-out tasks"),
 }
 
@@ -83,8 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:  # config validation runs in __post_init__, before any work
         print(f"metarl {args[0]}: error: {e}", file=sys.stderr)
         return 2
-    entry = getattr(module, "evaluate_main" if name == "supervised-evaluate" else "main")
-    entry(cfg)
+    from metarl.runs import RunError
+
+    try:
+        module.main(cfg)
+    except RunError as e:
+        print(f"metarl {args[0]}: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

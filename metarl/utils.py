@@ -1,11 +1,10 @@
-"""Run folders, seeding, atomic checkpoints, confidence intervals and adaptation plots."""
+"""Seeding, RNG states, confidence intervals and adaptation plots (run folders and
+checkpoints: :mod:`metarl.runs`)."""
 
 from __future__ import annotations
 
 import math
-import os
 import random
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,24 @@ import torch
 _T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+# Seeds are drawn in [0, SEED_BOUND) everywhere (torch, NumPy and MuJoCo all accept them).
+SEED_BOUND = 2**31 - 1
+# Held-out evaluation seeds are EVAL_SEED_BASE + 0, 1, ...: fixed (not the training seed), so
+# runs are compared on the same episodes and held-out tasks.
+EVAL_SEED_BASE = 1_000_000
+
+
+def draw_seed(generator: torch.Generator | None = None) -> int:
+    """A seed in ``[0, SEED_BOUND)`` from ``generator`` (torch's global RNG when None)."""
+    return int(torch.randint(SEED_BOUND, (), generator=generator))
+
+
+def check_seed(name: str, seed: int) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``0 <= seed < SEED_BOUND``."""
+    if isinstance(seed, bool) or not 0 <= seed < SEED_BOUND:
+        raise ValueError(f"{name} must be an int in [0, {SEED_BOUND}), got {seed!r}")
 
 
 def seed_everything(seed: int) -> None:
@@ -41,50 +58,6 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def make_run_dir(root: str | Path, env: str, algo: str, seed: int) -> Path:
-    """``<root>/<env>__<algo>__<seed>__<YYYYmmdd-HHMMSS>``, created (suffixed if it exists)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(root) / f"{env}__{algo}__{seed}__{stamp}"
-    path, i = base, 1
-    while path.exists():
-        path, i = Path(f"{base}-{i}"), i + 1
-    (path / "checkpoints").mkdir(parents=True)
-    return path
-
-
-def save_checkpoint(run_dir: str | Path, iteration: int, state: Mapping[str, Any],
-                    keep: int = 2) -> Path:
-    """Atomically write ``checkpoints/ckpt_<iteration>.pt`` (temp file + rename) and keep the
-    newest ``keep`` checkpoints, so a crash loses at most the work since the last one."""
-    ckpt_dir = Path(run_dir) / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    path = ckpt_dir / f"ckpt_{iteration:08d}.pt"
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save(dict(state), tmp)
-    os.replace(tmp, path)
-    for old in sorted(ckpt_dir.glob("ckpt_*.pt"))[:-keep]:
-        old.unlink()
-    return path
-
-
-def check_run_dir(name: str, path: str | Path) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``path`` is a run folder with
-    ``config.json`` and at least one checkpoint in ``checkpoints/``."""
-    run = Path(path)
-    if not (run / "config.json").is_file() or not any((run / "checkpoints").glob("ckpt_*.pt")):
-        raise ValueError(f"{name} must be a run folder with config.json and a checkpoint in "
-                         f"checkpoints/, got {str(path)!r}")
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    ckpts = sorted((Path(run_dir) / "checkpoints").glob("ckpt_*.pt"))
-    return ckpts[-1] if ckpts else None
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    return torch.load(path, map_location=map_location, weights_only=False)
 
 
 def mean_ci95(values: Sequence[float] | np.ndarray) -> tuple[float, float]:

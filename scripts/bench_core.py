@@ -59,13 +59,14 @@ def _peak_rss_mib() -> float:
 def _setup(meta_batch: int, device: torch.device) -> tuple[Any, list[Any]]:
     from metarl.supervised.models import build_model
     from metarl.supervised.tasks import sample_sinusoid
-    from metarl.supervised.trainer import MetaLearner
+    from metarl.core import get_algorithm
+    from metarl.supervised.trainer import SupervisedMetaLearner
 
     torch.manual_seed(0)
-    learner = MetaLearner(build_model("sinusoid"), algo="maml", inner_steps=1, inner_lr=0.01,
-                          lr_kind=None, head_selector=None, outer_lr=1e-3, total_steps=1,
-                          cosine=False, clip_norm=None, msl=False, msl_anneal_epochs=1,
-                          first_order_until=0, epoch_length=1, device=device)
+    learner = SupervisedMetaLearner(
+        build_model("sinusoid"), algorithm=get_algorithm("maml"), inner_steps=1, inner_lr=0.01,
+        head_selector=None, outer_lr=1e-3, total_steps=1, cosine=False, clip_norm=None,
+        msl=False, msl_anneal_epochs=1, first_order_until=0, epoch_length=1, device=device)
     gen = torch.Generator().manual_seed(0)
     batches = []
     for _ in range(4):
@@ -75,10 +76,10 @@ def _setup(meta_batch: int, device: torch.device) -> tuple[Any, list[Any]]:
 
 
 def _core_iteration(learner: Any, batch: Any, vectorize: bool) -> None:
-    from metarl.core import meta_loss
+    from metarl.core import SecondOrder, meta_loss
 
     loss, _ = meta_loss(learner.params, learner.loss_fn, batch[0], batch[1], steps=1,
-                        rule=learner.rule, keys=learner.keys, first_order=False,
+                        rule=learner.rule, keys=learner.keys, estimator=SecondOrder(),
                         vectorize=vectorize)
     learner.optimizer.step(loss)
 

@@ -33,7 +33,8 @@ from typing import Any
 import torch
 import tyro
 
-from metarl.rl.train import TrainConfig, build_learner, make_env, make_sampler
+from metarl.rl.config import TrainConfig
+from metarl.rl.factories import build_learner, make_env, make_sampler
 from metarl.utils import seed_everything
 
 NO_GPU = "n/a (no GPU)"
@@ -102,7 +103,7 @@ def setup(cfg: TrainConfig, seed: int) -> Setup:
 
 
 def one_iteration(cfg: TrainConfig, seed: int) -> dict[str, float]:
-    """Time ``MetaLearner.step`` after one untimed warm-up step (first-call overheads)."""
+    """Time ``TrpoMetaLearner.step`` after one untimed warm-up step (first-call overheads)."""
     s = setup(cfg, seed)
     s.learner.step(s.sampler, s.tasks)
     if cfg.device.startswith("cuda"):
@@ -131,11 +132,13 @@ def compare_paths(cfg: TrainConfig, seed: int) -> dict[str, Any]:
         after[path] = {k: v.clone() for k, v in learner.policy.state_dict().items()}
     same = all(torch.allclose(after["batched"][k], after["loop"][k], rtol=1e-4, atol=1e-6)
                for k in start_state)
-    picked = "batched" if learner.use_batched(batch.samples_per_task) else "loop"
+    vectorize, probe = learner.choose_path(batch)  # what meta_update_path="auto" measures
     s.close()
     return {"batched_s": seconds["batched"], "loop_s": seconds["loop"],
-            "loop_over_batched": seconds["loop"] / seconds["batched"], "auto_picked": picked,
-            "same_update": same}
+            "loop_over_batched": seconds["loop"] / seconds["batched"],
+            "auto_picked": "batched" if vectorize else "loop",
+            "auto_probe_batched_s": probe["meta_update/probe_batched_s"],
+            "auto_probe_loop_s": probe["meta_update/probe_loop_s"], "same_update": same}
 
 
 def config(bench: BenchConfig, device: str, *, episodes: int, horizon: int,

@@ -30,7 +30,7 @@ import tyro
 from metarl.logging import write_json
 from metarl.rl.train import TrainConfig
 from metarl.rl.train import main as train
-from metarl.utils import latest_checkpoint, load_checkpoint
+from metarl.runs import latest_checkpoint, load_checkpoint
 
 NAV_TARGET = -20.3  # MAML on 2D navigation, Raghu et al. (2020), Table 3
 # Average post-adaptation return reported by Raghu et al. (2020), MAML / ANIL, paper setting

@@ -6,17 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from metarl.utils import (
-    latest_checkpoint,
-    load_checkpoint,
-    make_run_dir,
-    mean_ci95,
-    plot_adaptation,
-    rng_state,
-    save_checkpoint,
-    seed_everything,
-    set_rng_state,
-)
+from metarl.runs import latest_checkpoint, load_checkpoint, make_run_dir, save_checkpoint
+from metarl.utils import mean_ci95, plot_adaptation, rng_state, seed_everything, set_rng_state
 
 
 def test_mean_ci95_matches_hand_computation() -> None:

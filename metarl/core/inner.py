@@ -1,17 +1,22 @@
 """The inner loop: functional SGD steps with fixed or learned learning rates.
 
 ``adapt`` runs gradient steps on a task's support loss (MAML, Finn et al., 2017) over
-explicit parameter dicts. Gradients come from ``torch.func.grad`` so the same code runs
-per task inside ``torch.func.vmap``; the result stays differentiable by ordinary autograd
-to any order, which gives MAML's exact second-order meta-gradient and the Fisher-vector
-products of MAML-TRPO. The learning-rate rule is a scalar of either sign, Meta-SGD's
-learned per-tensor rates (Li et al., 2017) or MAML++'s learned per-layer per-step rates
-(LSLR, Antoniou et al., 2019).
+explicit parameter dicts; ``adapt_trajectory`` returns the parameters after every step and
+takes one support set per step (meta-RL samples fresh episodes before each inner step).
+Gradients come from ``torch.func.grad`` so the same code runs per task inside
+``torch.func.vmap``; the result stays differentiable by ordinary autograd to any order, which
+gives MAML's exact second-order meta-gradient and the Fisher-vector products of MAML-TRPO.
+The learning-rate rule is a scalar of either sign, Meta-SGD's learned per-tensor rates (Li et
+al., 2017) or MAML++'s learned per-layer per-step rates (LSLR, Antoniou et al., 2019).
+
+These functions run per task under vmap, so they do not validate their arguments: the public
+boundaries (:class:`InnerLR`, :func:`check_adapt_args`, the trainers' configs) do, once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,6 +27,33 @@ from metarl.core.params import Params, check_finite
 LR_KINDS = ("fixed", "per_tensor", "per_step")
 
 LossFn = Callable[[Params, Any], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class PerStepLoss:
+    """A loss that also takes the inner-step index: ``fn(params, data, step)``.
+
+    Models whose forward depends on the inner step (MAML++ per-step batch-norm, Antoniou et
+    al., 2019) wrap their loss in it; :func:`loss_at` gives the plain loss of one step.
+    """
+
+    fn: Callable[[Params, Any, int], torch.Tensor]
+
+    def at(self, step: int) -> LossFn:
+        """The loss of inner step ``step`` (0 = before adaptation)."""
+
+        def loss(params: Params, data: Any) -> torch.Tensor:
+            return self.fn(params, data, step)
+
+        return loss
+
+
+Loss = LossFn | PerStepLoss
+
+
+def loss_at(loss: Loss, step: int) -> LossFn:
+    """The plain ``(params, data) -> scalar`` loss of inner step ``step``."""
+    return loss.at(step) if isinstance(loss, PerStepLoss) else loss
 
 
 class InnerLR(nn.Module):
@@ -53,6 +85,11 @@ class InnerLR(nn.Module):
             rows = steps if kind == "per_step" else 1
             self.lrs = nn.Parameter(torch.full((rows, len(self.keys)), float(init)))
 
+    @property
+    def learned(self) -> bool:
+        """Whether the rates are meta-parameters (``per_tensor`` / ``per_step``)."""
+        return self.kind != "fixed"
+
     def lr(self, step: int, key: str) -> torch.Tensor:
         """The scalar learning rate of ``key`` at inner step ``step`` (0-based)."""
         if step < 0:
@@ -64,9 +101,9 @@ class InnerLR(nn.Module):
         row = min(step, self.lrs.shape[0] - 1)
         return self.lrs[row, self._index[key]]
 
-    def lrs_at(self, step: int) -> dict[str, torch.Tensor]:
-        """All learning rates of inner step ``step``, by key."""
-        return {k: self.lr(step, k) for k in self.keys}
+    def lrs_at(self, step: int, keys: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """The learning rates of inner step ``step`` by key (all keys, or ``keys``)."""
+        return {k: self.lr(step, k) for k in (self.keys if keys is None else keys)}
 
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}, steps={self.steps}, keys={len(self.keys)}"
@@ -82,6 +119,30 @@ def _validate_rule(keys: Sequence[str], steps: int, init: float, kind: str) -> N
         raise ValueError(f"keys must be unique, got {list(keys)}")
 
 
+Rule = InnerLR | float
+
+
+def check_adapt_args(params: Params, keys: Sequence[str], rule: Rule,
+                     steps: int | None = None) -> None:
+    """Validate the arguments of :func:`adapt` once, at a public boundary (not under vmap).
+
+    Raises:
+        ValueError: Naming ``steps``, ``keys`` or ``inner_lr``.
+    """
+    if steps is not None and steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    missing = [k for k in keys if k not in params]
+    if missing:
+        raise ValueError(f"keys {missing} are not parameter keys; available: {list(params)}")
+    if isinstance(rule, InnerLR):
+        unknown = [k for k in keys if k not in rule.keys]
+        if unknown:
+            raise ValueError(f"keys {unknown} have no rate in the inner-lr rule; its keys: "
+                             f"{list(rule.keys)}")
+    else:
+        check_finite("inner_lr", rule)
+
+
 def sgd_step(params: Params, grads: Mapping[str, torch.Tensor],
              lrs: Mapping[str, torch.Tensor | float], keys: Sequence[str]) -> Params:
     """One functional SGD step ``p - lr * g`` on ``keys``; returns a new dict.
@@ -95,8 +156,8 @@ def sgd_step(params: Params, grads: Mapping[str, torch.Tensor],
     return new
 
 
-def _inner_grads(params: Params, loss_fn: LossFn, data: Any, keys: Sequence[str],
-                 first_order: bool) -> dict[str, torch.Tensor]:
+def inner_grads(params: Params, loss_fn: LossFn, data: Any, keys: Sequence[str],
+                first_order: bool) -> dict[str, torch.Tensor]:
     """Gradient of ``loss_fn`` w.r.t. ``keys`` via ``torch.func.grad`` (vmap-compatible)."""
 
     def loss_of(sub: Params) -> torch.Tensor:
@@ -109,49 +170,52 @@ def _inner_grads(params: Params, loss_fn: LossFn, data: Any, keys: Sequence[str]
     return grads
 
 
-def _step_lrs(rule: InnerLR | float, step: int,
-              keys: Sequence[str]) -> Mapping[str, torch.Tensor | float]:
+def step_lrs(rule: Rule, step: int, keys: Sequence[str]) -> Mapping[str, torch.Tensor | float]:
+    """The learning rate of every key in ``keys`` at inner step ``step``."""
     if isinstance(rule, InnerLR):
-        return rule.lrs_at(step) if tuple(keys) == rule.keys else {k: rule.lr(step, k)
-                                                                   for k in keys}
+        return rule.lrs_at(step, keys)
     return dict.fromkeys(keys, float(rule))
 
 
-def _validate_adapt(params: Params, steps: int, rule: InnerLR | float,
-                    keys: Sequence[str]) -> None:
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
-    missing = [k for k in keys if k not in params]
-    if missing:
-        raise ValueError(f"keys {missing} are not parameter keys; available: {list(params)}")
-    if not isinstance(rule, InnerLR):
-        check_finite("inner_lr", rule)
+def inner_step(params: Params, loss: Loss, data: Any, *, step: int, rule: Rule,
+               keys: Sequence[str], first_order: bool) -> Params:
+    """One inner SGD step (step index ``step``, which picks per-step rates and losses)."""
+    if not keys:
+        return dict(params)
+    grads = inner_grads(params, loss_at(loss, step), data, keys, first_order)
+    return sgd_step(params, grads, step_lrs(rule, step, keys), keys)
 
 
-def adapt(params: Params, loss_fn: LossFn, data: Any, *, steps: int, rule: InnerLR | float,
-          keys: Sequence[str], first_order: bool,
-          return_trajectory: bool = False) -> Params | list[Params]:
-    """Adapt ``params`` to one task with ``steps`` gradient steps (MAML, Finn et al., 2017).
+def adapt_trajectory(params: Params, loss: Loss, supports: Sequence[Any], *, rule: Rule,
+                     keys: Sequence[str], first_order: bool) -> list[Params]:
+    """The parameters after 0..n inner steps, step ``i`` on ``supports[i]``.
 
     Args:
         params: Parameter dict (meta-parameters, or anything derived from them).
-        loss_fn: ``loss_fn(params, data) -> scalar`` on the task's support data.
-        data: The support data (any pytree ``loss_fn`` accepts).
-        steps: Number of inner steps; 0 returns ``params`` unchanged.
+        loss: ``loss(params, data) -> scalar`` on a task's support data (or a
+            :class:`PerStepLoss`, called with the step index).
+        supports: One support set per inner step (the same object repeated for the usual
+            supervised inner loop; fresh episodes per step in meta-RL).
         rule: An :class:`InnerLR` or a scalar learning rate of either sign.
         keys: Keys to adapt (all = MAML, head = ANIL, ``()`` = NIL).
         first_order: Detach the inner gradients (first-order MAML).
-        return_trajectory: Return the parameters after 0..steps steps instead of the last.
 
     Returns:
-        The adapted parameters, or the list of ``steps + 1`` parameter dicts.
+        ``len(supports) + 1`` parameter dicts; the first is a shallow copy of ``params``.
     """
-    _validate_adapt(params, steps, rule, keys)
     trajectory = [dict(params)]
-    current = trajectory[0]
-    for step in range(steps):
-        if keys:
-            grads = _inner_grads(current, loss_fn, data, keys, first_order)
-            current = sgd_step(current, grads, _step_lrs(rule, step, keys), keys)
-        trajectory.append(current)
-    return trajectory if return_trajectory else current
+    for step, data in enumerate(supports):
+        trajectory.append(inner_step(trajectory[-1], loss, data, step=step, rule=rule,
+                                     keys=keys, first_order=first_order))
+    return trajectory
+
+
+def adapt(params: Params, loss: Loss, data: Any, *, steps: int, rule: Rule,
+          keys: Sequence[str], first_order: bool) -> Params:
+    """Adapt ``params`` to one task with ``steps`` gradient steps on ``data`` (MAML).
+
+    Finn et al., 2017. Arguments as :func:`adapt_trajectory`, with one support set used at
+    every step; 0 steps (or no keys) returns the parameters unchanged.
+    """
+    return adapt_trajectory(params, loss, [data] * steps, rule=rule, keys=keys,
+                            first_order=first_order)[-1]

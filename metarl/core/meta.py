@@ -5,7 +5,8 @@ adapting on the task's support data; MAML++ (Antoniou et al., 2019) replaces it 
 multi-step loss (MSL), a weighted sum of the query losses after every inner step, with
 weights annealed toward the final step, and anneals the derivative order (first order
 early, second order later). Tasks are batched by one ``torch.func.vmap`` call; the
-per-task Python loop is the reference it is tested against.
+per-task Python loop is the reference it is tested against. How the meta-gradient flows
+through the inner steps is the estimator's business (:mod:`metarl.core.estimators`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.utils._pytree as pytree
 
-from metarl.core.inner import InnerLR, LossFn, adapt
+from metarl.core.batching import map_tasks, num_tasks
+from metarl.core.estimators import Estimator, TaskProblem
+from metarl.core.inner import Loss, Rule, check_adapt_args, loss_at
 from metarl.core.params import Params
 
 
@@ -56,34 +58,23 @@ def use_first_order(epoch: int, first_order_until: int) -> bool:
     return epoch < first_order_until
 
 
-def _detached(params: Params) -> Params:
+def detached(params: Params) -> Params:
+    """``params`` with every tensor detached (values only, no graph)."""
     return {k: v.detach() for k, v in params.items()}
 
 
-def _task_losses(params: Params, support: Any, query: Any, loss_fn: LossFn, steps: int,
-                 rule: InnerLR | float, keys: Sequence[str], first_order: bool,
-                 first_weighted: int) -> torch.Tensor:
+def task_losses(params: Params, problem: TaskProblem, estimator: Estimator,
+                first_weighted: int) -> torch.Tensor:
     """Query losses of one task after 0..steps inner steps, shape ``(steps + 1,)``.
 
     Steps before ``first_weighted`` are evaluated on detached parameters: they are logged,
     not trained on, so they add no backward work.
     """
-    trajectory = adapt(params, loss_fn, support, steps=steps, rule=rule, keys=keys,
-                       first_order=first_order, return_trajectory=True)
-    assert isinstance(trajectory, list)
-    losses = [loss_fn(p if i >= first_weighted else _detached(p), query)
+    trajectory = estimator.trajectory(params, problem)
+    losses = [estimator.outer_loss(params, trajectory, i, problem) if i >= first_weighted
+              else loss_at(problem.query_loss, i)(detached(p), problem.query)
               for i, p in enumerate(trajectory)]
     return torch.stack(losses)
-
-
-def num_tasks(tree: Any, name: str) -> int:
-    """The shared leading (task) dimension of every tensor in ``tree``."""
-    sizes = {leaf.shape[0] for leaf in pytree.tree_leaves(tree)
-             if isinstance(leaf, torch.Tensor) and leaf.dim() > 0}
-    if len(sizes) != 1:
-        raise ValueError(f"{name} must be a pytree of tensors sharing a leading task "
-                         f"dimension, got leading sizes {sorted(sizes)}")
-    return sizes.pop()
 
 
 def _check_weights(step_weights: torch.Tensor | None, steps: int) -> int:
@@ -96,24 +87,27 @@ def _check_weights(step_weights: torch.Tensor | None, steps: int) -> int:
     return steps + 1 - step_weights.shape[0]
 
 
-def meta_loss(params: Params, loss_fn: LossFn, support: Any, query: Any, *, steps: int,
-              rule: InnerLR | float, keys: Sequence[str], first_order: bool,
-              step_weights: torch.Tensor | None = None,
-              vectorize: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def meta_loss(params: Params, loss_fn: Loss, support: Any, query: Any, *, steps: int,
+              rule: Rule, keys: Sequence[str], estimator: Estimator,
+              step_weights: torch.Tensor | None = None, vectorize: bool = True,
+              query_loss: Loss | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Mean over tasks of the post-adaptation query loss (MAML, Finn et al., 2017).
 
     Args:
         params: Meta-parameters, shared by all tasks.
-        loss_fn: ``loss_fn(params, data) -> scalar`` for one task's data.
-        support: Pytree of tensors with a leading task dimension (inner-loop data).
+        loss_fn: ``loss_fn(params, data) -> scalar`` for one task's data (or a
+            :class:`~metarl.core.inner.PerStepLoss`).
+        support: Pytree of tensors with a leading task dimension (inner-loop data, used at
+            every inner step).
         query: Pytree of tensors with the same leading task dimension (outer data).
         steps: Inner steps.
         rule: Inner learning-rate rule (see :func:`metarl.core.inner.adapt`).
         keys: Adapted keys.
-        first_order: Detach inner gradients (first-order MAML).
+        estimator: How the meta-gradient is formed (:mod:`metarl.core.estimators`).
         step_weights: ``None`` for the final-step loss, or MAML++ MSL weights over steps
             0..steps (length ``steps + 1``) or 1..steps (length ``steps``).
         vectorize: One ``torch.func.vmap`` over tasks (True) or a Python loop (False).
+        query_loss: The outer loss when it differs from ``loss_fn``.
 
     Returns:
         The scalar meta-loss and logs: ``query_losses`` (mean query loss after 0..steps
@@ -123,16 +117,15 @@ def meta_loss(params: Params, loss_fn: LossFn, support: Any, query: Any, *, step
     n_tasks = num_tasks(support, "support")
     if num_tasks(query, "query") != n_tasks:
         raise ValueError(f"query must have the same number of tasks as support ({n_tasks})")
+    check_adapt_args(params, keys, rule, steps)
+    outer = loss_fn if query_loss is None else query_loss
+    key_tuple = tuple(keys)
 
     def one_task(p: Params, sup: Any, qry: Any) -> torch.Tensor:
-        return _task_losses(p, sup, qry, loss_fn, steps, rule, keys, first_order,
-                            first_weighted)
+        problem = TaskProblem(loss_fn, [sup] * steps, outer, qry, rule, key_tuple)
+        return task_losses(p, problem, estimator, first_weighted)
 
-    if vectorize:
-        per_task = torch.func.vmap(one_task, in_dims=(None, 0, 0))(params, support, query)
-    else:
-        per_task = torch.stack([one_task(params, _task(support, i), _task(query, i))
-                                for i in range(n_tasks)])
+    per_task = map_tasks(one_task, (params, support, query), (None, 0, 0), vectorize)
     means = per_task.mean(dim=0)
     if step_weights is None:
         loss = means[-1]
@@ -141,12 +134,8 @@ def meta_loss(params: Params, loss_fn: LossFn, support: Any, query: Any, *, step
     return loss, _logs(means)
 
 
-def _task(tree: Any, index: int) -> Any:
-    return pytree.tree_map(lambda x: x[index] if isinstance(x, torch.Tensor) else x, tree)
-
-
 def _logs(means: torch.Tensor) -> dict[str, torch.Tensor]:
-    detached = means.detach()
-    logs = {f"query_loss_step{i}": v for i, v in enumerate(detached)}
-    logs["query_losses"] = detached
+    detached_means = means.detach()
+    logs = {f"query_loss_step{i}": v for i, v in enumerate(detached_means)}
+    logs["query_losses"] = detached_means
     return logs

@@ -1,10 +1,12 @@
 """Meta-RL on batched task distributions: Gaussian MLP policy, linear feature baseline,
-returns/GAE, the batched sampler, TRPO pieces and the MAML-TRPO / ANIL-TRPO learner."""
+returns/GAE, the batched sampler, TRPO pieces and the learner that runs any meta-algorithm
+(MAML, ANIL, first-order MAML, Meta-SGD, ...) with a TRPO outer step."""
 
 from __future__ import annotations
 
 from metarl.rl.baseline import BaselineFit, LinearFeatureBaseline, solve_regularized
-from metarl.rl.learner import AUTO_BATCHED_MAX_SAMPLES, META_UPDATE_PATHS, MetaBatch, MetaLearner
+from metarl.rl.collect import Collector, MetaBatch
+from metarl.rl.learner import TrpoMetaLearner
 from metarl.rl.policy import GaussianMLPPolicy, entropy, kl_divergence, log_prob
 from metarl.rl.returns import discounted_returns, gae_advantages, normalize_advantages
 from metarl.rl.sampler import BatchedSampler, Episodes, forward_per_task
@@ -17,16 +19,15 @@ from metarl.rl.trpo import (
 )
 
 __all__ = [
-    "AUTO_BATCHED_MAX_SAMPLES",
-    "META_UPDATE_PATHS",
     "BaselineFit",
     "BatchedSampler",
+    "Collector",
     "Episodes",
     "GaussianMLPPolicy",
     "LinearFeatureBaseline",
     "MetaBatch",
-    "MetaLearner",
     "TrpoConfig",
+    "TrpoMetaLearner",
     "backtracking_line_search",
     "conjugate_gradient",
     "discounted_returns",

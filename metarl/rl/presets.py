@@ -16,27 +16,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from metarl.envs.registration import DISTRIBUTIONS, HORIZONS
+from metarl.rl.trpo import TrpoConfig
+
 PRESET_NAMES = ("paper", "fast")
-ALGOS = ("maml", "anil", "fomaml")
+ENV_NAMES = DISTRIBUTIONS  # the suite's task distributions (metarl.envs.registration)
 
-# The suite's distributions (metarl.envs.registration.DISTRIBUTIONS; tests check they agree).
-ENV_NAMES = ("HalfCheetahVel", "HalfCheetahDir", "AntVel", "AntDir", "AntDir2D", "AntGoal",
-             "Navigation2D", "HopperRandParams", "Walker2DRandParams")
-
-
-@dataclass(frozen=True)
-class AlgoSpec:
-    """What distinguishes MAML, ANIL and first-order MAML: adapted keys and derivative order."""
-
-    adapt: str
-    first_order: bool
-
-
-ALGO_SPECS = {
-    "maml": AlgoSpec(adapt="all", first_order=False),     # Finn et al., 2017
-    "anil": AlgoSpec(adapt="head", first_order=False),    # Raghu et al., 2020
-    "fomaml": AlgoSpec(adapt="all", first_order=True),    # Finn et al., 2017, sec. 5.2
-}
+_TRPO = TrpoConfig()
 
 
 @dataclass(frozen=True)
@@ -50,34 +36,42 @@ class Preset:
     hidden: tuple[int, ...] = (64, 64)
     inner_steps: int = 1
     inner_lr: float = 0.1
-    eval_inner_lr: float = 0.1
+    eval_inner_lr: float | None = None  # None: the training rule (learned rates included)
     gamma: float = 0.99
     gae_lambda: float = 1.0
-    max_kl: float = 0.01
-    cg_iters: int = 10
-    cg_damping: float = 1e-5
-    ls_steps: int = 15
-    ls_ratio: float = 0.8
+    max_kl: float = _TRPO.max_kl
+    cg_iters: int = _TRPO.cg_iters
+    cg_damping: float = _TRPO.cg_damping
+    ls_steps: int = _TRPO.ls_steps
+    ls_ratio: float = _TRPO.ls_ratio
     fvp_subsample: float = 1.0
     eval_every: int = 50
     eval_tasks: int = 40
     eval_inner_steps: int = 3
     eval_seeds: int = 3
 
+    @property
+    def trpo(self) -> TrpoConfig:
+        """The TRPO constants (validated)."""
+        return TrpoConfig(self.max_kl, self.cg_iters, self.cg_damping, self.ls_steps,
+                          self.ls_ratio)
+
 
 def _paper(env: str) -> Preset:
+    horizon = HORIZONS[env]["paper"]
     if env == "Navigation2D":
-        return Preset(horizon=100, meta_batch=20, episodes_per_task=20, iterations=500,
+        return Preset(horizon=horizon, meta_batch=20, episodes_per_task=20, iterations=500,
                       eval_every=50, eval_tasks=40)
-    return Preset(horizon=200, meta_batch=40, episodes_per_task=20, iterations=500)
+    return Preset(horizon=horizon, meta_batch=40, episodes_per_task=20, iterations=500)
 
 
 def _fast(env: str) -> Preset:
+    horizon = HORIZONS[env]["fast"]
     if env == "Navigation2D":
         # The default agent: about 4 minutes on 2 CPU cores including the final evaluation.
-        return Preset(horizon=100, meta_batch=20, episodes_per_task=20, iterations=60,
+        return Preset(horizon=horizon, meta_batch=20, episodes_per_task=20, iterations=60,
                       eval_every=20, eval_tasks=20, eval_seeds=2)
-    return Preset(horizon=100, meta_batch=20, episodes_per_task=10, iterations=100,
+    return Preset(horizon=horizon, meta_batch=20, episodes_per_task=10, iterations=100,
                   eval_every=25, eval_tasks=20, eval_seeds=2)
 
 
@@ -92,13 +86,6 @@ def get_preset(env: str, preset: str) -> Preset:
     if preset not in PRESET_NAMES:
         raise ValueError(f"preset must be one of {PRESET_NAMES}, got {preset!r}")
     return _paper(env) if preset == "paper" else _fast(env)
-
-
-def algo_spec(algo: str) -> AlgoSpec:
-    """The :class:`AlgoSpec` of ``algo`` (one of ``ALGOS``)."""
-    if algo not in ALGO_SPECS:
-        raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}")
-    return ALGO_SPECS[algo]
 
 
 def override(base: Preset, **changes: Any) -> Preset:

@@ -10,7 +10,6 @@ The raw Gaussian sample is stored; it is clipped to the action space only to ste
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ import torch
 
 from metarl.core import Params
 from metarl.rl.policy import GaussianMLPPolicy
+from metarl.utils import draw_seed
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,7 @@ def forward_per_task(policy: GaussianMLPPolicy, params_per_task: Params,
 
 
 def _generator(seed: int | None) -> torch.Generator:
-    gen = torch.Generator()
-    gen.manual_seed(int(torch.randint(2**62, ())) if seed is None else int(seed))
-    return gen
+    return torch.Generator().manual_seed(draw_seed() if seed is None else int(seed))
 
 
 class BatchedSampler:
@@ -91,7 +89,6 @@ class BatchedSampler:
         self.horizon = int(env.horizon)
         space = env.single_action_space
         self._low, self._high = np.asarray(space.low), np.asarray(space.high)
-        self.last_env_steps_per_s = float("nan")
 
     def sample(self, policy: GaussianMLPPolicy, params_per_task: Params, tasks: Sequence[Any],
                seed: int | None = None) -> Episodes:
@@ -107,15 +104,11 @@ class BatchedSampler:
             raise ValueError(f"tasks must hold {self.num_tasks} tasks "
                              f"(num_envs / episodes_per_task), got {len(tasks)}")
         gen = _generator(seed)
-        env_seed = int(torch.randint(2**31 - 1, (), generator=gen))
+        env_seed = draw_seed(gen)
         self.env.set_tasks([t for t in tasks for _ in range(self.episodes_per_task)])
         obs_np, _ = self.env.reset(seed=env_seed)
-        start = time.perf_counter()
         with torch.no_grad():
-            episodes = self._rollout(policy, params_per_task, obs_np, gen)
-        seconds = time.perf_counter() - start
-        self.last_env_steps_per_s = self.env.num_envs * self.horizon / max(seconds, 1e-9)
-        return episodes
+            return self._rollout(policy, params_per_task, obs_np, gen)
 
     def _rollout(self, policy: GaussianMLPPolicy, params: Params, obs_np: np.ndarray,
                  gen: torch.Generator) -> Episodes:

@@ -128,13 +128,29 @@ def backtracking_line_search(params: Sequence[torch.Tensor], full_step: torch.Te
 
 @dataclass(frozen=True)
 class TrpoConfig:
-    """Constants of one TRPO update (Schulman et al., 2015)."""
+    """Constants of one TRPO update (Schulman et al., 2015), with the standard MAML-TRPO
+    values of Finn et al. (2017) as defaults; the one source of those defaults.
+
+    Raises:
+        ValueError: Naming the field and its allowed range.
+    """
 
     max_kl: float = 0.01
     cg_iters: int = 10
     cg_damping: float = 1e-5
     ls_steps: int = 15
     ls_ratio: float = 0.8
+
+    def __post_init__(self) -> None:
+        checks = (("max_kl", self.max_kl > 0, "a finite number > 0"),
+                  ("cg_iters", self.cg_iters >= 1, "an int >= 1"),
+                  ("cg_damping", self.cg_damping >= 0, "a finite number >= 0"),
+                  ("ls_steps", self.ls_steps >= 1, "an int >= 1"),
+                  ("ls_ratio", 0 < self.ls_ratio < 1, "a number in (0, 1)"))
+        for name, ok, allowed in checks:
+            value = getattr(self, name)
+            if not (ok and math.isfinite(value)):
+                raise ValueError(f"{name} must be {allowed}, got {value}")
 
 
 def _skipped(loss: float) -> dict[str, float]:

@@ -1,31 +1,45 @@
-"""Configs of ``metarl supervised`` and ``metarl supervised-evaluate`` (frozen, parsed by tyro).
+"""Configs of ``metarl supervised`` and ``metarl evaluate`` on supervised runs (frozen, parsed
+by tyro).
 
 Every field is validated in ``__post_init__``, before any work, with a ``ValueError`` naming
-the field and its allowed values.
+the field and its allowed values. The device belongs to the call, not to the run.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
 
 import tyro
 
-from metarl.core import LR_KINDS, adapt_keys, get_params, resolve_device
+from metarl.core import (
+    ALGO_NAMES,
+    LR_KINDS,
+    MetaAlgorithm,
+    adapt_keys,
+    get_algorithm,
+    get_params,
+    resolve_device,
+)
+from metarl.options import OptFloat, OptInt, RunDir, choices
+from metarl.runs import check_run_dir, evaluation_paths
 from metarl.supervised.models import TASKS, build_model
 from metarl.supervised.tasks import LinearTaskSpec
-from metarl.supervised.trainer import ALGOS, algo_spec
-from metarl.utils import check_run_dir
+from metarl.utils import check_seed
 
 
 @dataclass(frozen=True)
 class SupervisedConfig:
     """Meta-train a few-shot regression learner (defaults: Finn et al.'s 10-shot sinusoid MAML)."""
 
-    task: str = "sinusoid"
+    task: Annotated[str, tyro.conf.arg(metavar=choices(TASKS))] = "sinusoid"
     """Task distribution: sinusoid (Finn et al., 2017) or linear (Bernacchia, 2021)."""
-    algo: str = "maml"
-    """Meta-learner: maml, fomaml, anil or metasgd."""
+    algo: Annotated[str, tyro.conf.arg(metavar=choices(ALGO_NAMES))] = "maml"
+    """Meta-algorithm (docs/architecture.md)."""
     shots: int = 10
     """Sinusoid support points per task (K-shot: 5, 10, 20, ...)."""
     query: int = 10
@@ -38,18 +52,19 @@ class SupervisedConfig:
     """Inner gradient steps during meta-training."""
     inner_lr: float = 0.01
     """Training inner lr, any finite sign (the initial value of learned lrs)."""
-    eval_inner_lr: float | None = None
-    """Evaluation inner lr, any finite sign; None uses the training rule (learned lrs too)."""
+    eval_inner_lr: OptFloat = None
+    """Evaluation inner lr, any finite sign (default: the training rule, learned lrs too)."""
     eval_inner_steps: int = 10
     """Inner steps at evaluation: query MSE is reported after 0..this many steps."""
-    lr_kind: str | None = None
-    """Inner-lr rule: fixed, per_tensor (Meta-SGD) or per_step (MAML++ LSLR); None: the algo's."""
+    lr_kind: Annotated[str | None, tyro.conf.arg(metavar=choices(LR_KINDS))] = None
+    """Inner-lr rule: fixed, per_tensor (Meta-SGD) or per_step (MAML++ LSLR); default: the
+    algorithm's."""
     lr: float = 1e-3
     """Outer (Adam) learning rate."""
     cosine: bool = False
     """Cosine-anneal the outer lr to 0 over the run (MAML++)."""
-    clip_norm: float | None = None
-    """Clip the meta-gradient's global norm to this value; None: no clipping."""
+    clip_norm: OptFloat = None
+    """Clip the meta-gradient's global norm to this value (default: no clipping)."""
     msl: bool = False
     """MAML++ multi-step loss: weighted query losses after every inner step."""
     msl_anneal_epochs: int = 10
@@ -58,17 +73,17 @@ class SupervisedConfig:
     """MAML++ derivative-order annealing: first-order meta-gradients for this many epochs."""
     epoch_length: int = 500
     """Meta-iterations per epoch (the unit of the MAML++ schedules)."""
-    head_selector: str | None = None
-    """Regex selecting ANIL's head keys; None: the last linear layer."""
+    head_selector: Annotated[str | None, tyro.conf.arg(metavar="REGEX")] = None
+    """Regex selecting ANIL's head keys (default: the last linear layer)."""
     seed: int = 0
     """Seed of the model initialisation and the training task sequence."""
     eval_seed: int = 1_000
     """Seed of the held-out evaluation tasks (the same set for every run)."""
     device: str = "cpu"
-    """cpu, cuda, cuda:N or auto."""
+    """cpu, cuda, cuda:N or auto (this call's: a run resumes on any device)."""
     run_root: str = "runs"
     """Folder holding run folders."""
-    resume: str | None = None
+    resume: Annotated[str | None, tyro.conf.arg(metavar="RUN_DIR")] = None
     """Run folder to resume from its latest checkpoint (its saved config is reused)."""
     eval_every: int = 0
     """Evaluate on the held-out tasks every this many iterations (0: only at the end)."""
@@ -77,11 +92,14 @@ class SupervisedConfig:
     eval_query: int = 100
     """Sinusoid query points per held-out task."""
     checkpoint_every: int = 1_000
-    """Save a checkpoint every this many iterations (and always at the end)."""
+    """Checkpoint after the first iteration, then every this many iterations..."""
+    checkpoint_minutes: float = 2.0
+    """...or this many minutes, whichever comes first (and always at the end)."""
     log_every: int = 100
-    """Write training scalars (averaged over this many iterations) to TensorBoard."""
+    """Write training scalars (averaged over this many iterations) to TensorBoard and, with
+    --no-progress, print them as one line."""
     progress: bool = True
-    """Show a tqdm progress bar with it/s and loss."""
+    """Show a progress bar with it/s and loss; --no-progress prints a line per log window."""
     p: int = 10
     """Linear task: input dimension."""
     nu: float = 1.0
@@ -102,7 +120,16 @@ class SupervisedConfig:
         _check_counts(self)
         _check_numbers(self)
         _check_head_and_device(self)
-        _check_run_dir("resume", self.resume)
+        check_seed("seed", self.seed)
+        check_seed("eval_seed", self.eval_seed)
+        if self.resume is not None:
+            check_run_dir("resume", self.resume)
+
+    @property
+    def algorithm(self) -> MetaAlgorithm:
+        """The meta-algorithm ``algo`` names, with ``lr_kind`` when given."""
+        algorithm = get_algorithm(self.algo)
+        return algorithm if self.lr_kind is None else algorithm.replace(lr_kind=self.lr_kind)
 
     @property
     def env_name(self) -> str:
@@ -133,13 +160,15 @@ class SupervisedConfig:
 def _check_choices(cfg: SupervisedConfig) -> None:
     if cfg.task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {cfg.task!r}")
-    if cfg.algo not in ALGOS:
-        raise ValueError(f"algo must be one of {ALGOS}, got {cfg.algo!r}")
+    get_algorithm(cfg.algo)
     if cfg.lr_kind is not None and cfg.lr_kind not in LR_KINDS:
         raise ValueError(f"lr_kind must be None or one of {LR_KINDS}, got {cfg.lr_kind!r}")
 
 
 def _check_counts(cfg: SupervisedConfig) -> None:
+    if not cfg.checkpoint_minutes > 0:
+        raise ValueError(f"checkpoint_minutes must be a number > 0, got "
+                         f"{cfg.checkpoint_minutes}")
     at_least_one = ("shots", "query", "meta_batch", "iterations", "inner_steps", "eval_tasks",
                     "eval_query", "checkpoint_every", "log_every", "epoch_length",
                     "msl_anneal_epochs", "p", "n_t", "n_v", "m")
@@ -167,39 +196,59 @@ def _check_numbers(cfg: SupervisedConfig) -> None:
 
 def _check_head_and_device(cfg: SupervisedConfig) -> None:
     resolve_device(cfg.device)
-    if algo_spec(cfg.algo).adapt == "head" or cfg.head_selector is not None:
+    if cfg.algorithm.adapt == "head" or cfg.head_selector is not None:
         adapt_keys(get_params(build_model(cfg.task, cfg.p)), "head", cfg.head_selector)
 
 
-def _check_run_dir(name: str, path: str | None) -> None:
-    if path is not None:
-        check_run_dir(name, path)
+def load_config(run_dir: str | Path, **call: Any) -> SupervisedConfig:
+    """The config saved in ``run_dir/config.json`` with this call's options (``device``,
+    ``progress``, ...) in place of the saved ones; the saved device is never validated."""
+    saved = json.loads((Path(run_dir) / "config.json").read_text())
+    if saved.get("kind") != "supervised":
+        raise ValueError(f"run_dir must be a metarl supervised run (config.json kind "
+                         f"'supervised'), got kind {saved.get('kind')!r} in {run_dir}")
+    names = {f.name for f in dataclasses.fields(SupervisedConfig)}
+    kwargs = {k: v for k, v in saved.items() if k in names}
+    return SupervisedConfig(**{**kwargs, "device": "cpu", "resume": None, **call})
+
+
+def config_to_json(cfg: SupervisedConfig) -> dict[str, Any]:
+    """``config.json``: every field and the run kind."""
+    return {"kind": "supervised", **dataclasses.asdict(cfg)}
 
 
 @dataclass(frozen=True)
 class SupervisedEvalConfig:
-    """Evaluate a supervised run on fresh held-out tasks (writes eval.json and a plot)."""
+    """Evaluate a supervised run on fresh held-out tasks (writes RUN_DIR/evaluations/<name>.*)."""
 
-    run_dir: tyro.conf.Positional[str]
+    run_dir: RunDir
     """The run folder (its latest checkpoint is evaluated)."""
-    tasks: int = 600
+    num_tasks: int = 600
     """Held-out tasks."""
-    inner_steps: int | None = None
-    """Inner steps; None: the run's eval_inner_steps."""
-    inner_lr: float | None = None
-    """Inner lr (any finite sign); None: the run's eval_inner_lr or training rule."""
-    seed: int | None = None
-    """Seed of the held-out tasks; None: the run's eval_seed."""
+    inner_steps: OptInt = None
+    """Inner steps (default: the run's eval_inner_steps)."""
+    inner_lr: OptFloat = None
+    """Inner lr, any finite sign (default: the run's eval_inner_lr or training rule)."""
+    seed: OptInt = None
+    """Seed of the held-out tasks (default: the run's eval_seed)."""
     device: str = "cpu"
-    """cpu, cuda, cuda:N or auto."""
+    """cpu, cuda, cuda:N or auto (this call's, whatever the run was trained on)."""
+    out: Annotated[str | None, tyro.conf.arg(metavar="NAME")] = None
+    """Name of this evaluation's outputs in RUN_DIR/evaluations/ (default: iter<N>-<time>);
+    an existing name is refused, never overwritten."""
 
     def __post_init__(self) -> None:
-        _check_run_dir("run_dir", self.run_dir)
-        if self.tasks < 1:
-            raise ValueError(f"tasks must be an int >= 1, got {self.tasks}")
+        check_run_dir("run_dir", self.run_dir)
+        load_config(self.run_dir)  # raises for a run of another kind
+        if self.num_tasks < 1:
+            raise ValueError(f"num_tasks must be an int >= 1, got {self.num_tasks}")
         if self.inner_steps is not None and self.inner_steps < 0:
-            raise ValueError(f"inner_steps must be None or an int >= 0, got {self.inner_steps}")
+            raise ValueError(f"inner_steps must be an int >= 0, got {self.inner_steps}")
         if self.inner_lr is not None and not math.isfinite(self.inner_lr):
             raise ValueError(f"inner_lr must be a finite number (any sign), got "
                              f"{self.inner_lr}")
+        if self.seed is not None:
+            check_seed("seed", self.seed)
         resolve_device(self.device)
+        if self.out is not None:
+            evaluation_paths(self.run_dir, self.out, 0)  # a taken name fails now

@@ -7,23 +7,24 @@ step; report the mean over tasks and its 95% confidence interval.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from metarl.core import InnerLR, Params, adapt
+from metarl.core import Loss, Params, Rule, adapt_trajectory, loss_at
 from metarl.logging import Logger, write_json
+from metarl.supervised.config import SupervisedConfig
+from metarl.supervised.data import heldout_tasks, to_device
 from metarl.supervised.tasks import Batch
+from metarl.supervised.trainer import SupervisedMetaLearner
 from metarl.utils import mean_ci95, plot_adaptation
 
-LossFn = Callable[[Params, Batch], torch.Tensor]
 
-
-def task_curves(params: Params, loss_fn: LossFn, support: Batch, query: Batch, *, steps: int,
-                rule: InnerLR | float, keys: Sequence[str], chunk: int = 200) -> torch.Tensor:
+def task_curves(params: Params, loss_fn: Loss, support: Batch, query: Batch, *, steps: int,
+                rule: Rule, keys: Sequence[str], chunk: int = 200) -> torch.Tensor:
     """Per-task query losses after 0..``steps`` inner steps, shape ``(T, steps + 1)``.
 
     Tasks are adapted ``chunk`` at a time with ``torch.func.vmap``; nothing is kept for an
@@ -32,10 +33,9 @@ def task_curves(params: Params, loss_fn: LossFn, support: Batch, query: Batch, *
     detached = {k: v.detach() for k, v in params.items()}
 
     def one_task(sup: Batch, qry: Batch) -> torch.Tensor:
-        trajectory = adapt(detached, loss_fn, sup, steps=steps, rule=rule, keys=keys,
-                           first_order=True, return_trajectory=True)
-        assert isinstance(trajectory, list)
-        return torch.stack([loss_fn(p, qry) for p in trajectory])
+        trajectory = adapt_trajectory(detached, loss_fn, [sup] * steps, rule=rule, keys=keys,
+                                      first_order=True)
+        return torch.stack([loss_at(loss_fn, i)(p, qry) for i, p in enumerate(trajectory)])
 
     n_tasks = support["x"].shape[0]
     rows = []
@@ -64,15 +64,48 @@ def summarize(curves: torch.Tensor) -> dict[str, list[float]]:
             "diverged": [int((~finite[:, k]).sum()) for k in range(values.shape[1])]}
 
 
-def write_eval(run_dir: Path, result: dict[str, Any], label: str, logger: Logger | None,
-               step: int) -> None:
-    """Write ``eval.json`` and ``eval.png`` into ``run_dir``; log ``eval/*`` scalars."""
-    write_json(run_dir / "eval.json", result)
-    plot_adaptation({label: (result["mse_mean"], result["mse_ci95"])},
-                    run_dir / "eval.png", title=f"{label}: held-out adaptation",
-                    ylabel="query MSE")
+def evaluate_learner(cfg: SupervisedConfig, learner: SupervisedMetaLearner, *, tasks: int,
+                     steps: int, inner_lr: float | None, seed: int,
+                     iteration: int) -> dict[str, Any]:
+    """Query MSE after 0..``steps`` inner steps on ``tasks`` held-out tasks: mean and 95% CI."""
+    support, query = heldout_tasks(cfg, tasks, seed)
+    rule = learner.rule if inner_lr is None else inner_lr
+    curves = task_curves(learner.params, learner.loss_fn, to_device(support, learner.device),
+                         to_device(query, learner.device), steps=steps, rule=rule,
+                         keys=learner.keys)
+    result: dict[str, Any] = {"iteration": iteration, "task": cfg.env_name, "algo": cfg.algo,
+                              "tasks": tasks, "inner_steps": steps, "eval_seed": seed,
+                              "inner_lr": "training rule" if inner_lr is None else inner_lr}
+    result.update(summarize(curves))
+    result["final_mse"], result["final_ci95"] = result["mse_mean"][-1], result["mse_ci95"][-1]
+    return result
+
+
+def write_eval(folder: Path, stem: str, result: dict[str, Any], logger: Logger | None,
+               step: int) -> Path:
+    """Write ``<stem>.json`` and ``<stem>.png`` into ``folder``; log ``eval/*`` scalars."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stem}.json"
+    write_json(path, result)
+    lr = result["inner_lr"]
+    plot_adaptation({f"{result['algo']} (inner lr {lr})": (result["mse_mean"],
+                                                           result["mse_ci95"])},
+                    path.with_suffix(".png"), ylabel="query MSE",
+                    title=f"{result['task']}, iteration {result['iteration']}: "
+                          f"{result['tasks']} held-out tasks")
     if logger is not None:
         log_eval(logger, result, step)
+    return path
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A Markdown table of the query MSE per inner step (mean +- 95% CI, median, diverged)."""
+    rows = [f"| {k} | {m:.4f} +- {c:.4f} | {md:.4f} | {d} / {result['tasks']} |"
+            for k, (m, c, md, d) in enumerate(zip(result["mse_mean"], result["mse_ci95"],
+                                                  result["mse_median"], result["diverged"],
+                                                  strict=True))]
+    return "\n".join(["| inner steps | query MSE (mean +- 95% CI) | median | diverged |",
+                      "|---|---|---|---|", *rows])
 
 
 def log_eval(logger: Logger, result: dict[str, Any], step: int) -> None:

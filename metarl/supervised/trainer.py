@@ -1,29 +1,29 @@
-"""The supervised meta-learner: MAML, first-order MAML, ANIL and Meta-SGD.
+"""The supervised meta-learner: any :class:`~metarl.core.MetaAlgorithm` on regression or
+classification tasks.
 
 One meta-iteration adapts every task of the meta-batch at once with
 :func:`metarl.core.meta_loss` (one ``torch.func.vmap`` over tasks) and takes one outer
-Adam step (Finn et al., 2017). The algorithms differ only in which keys adapt, the
-derivative order and the inner-lr rule:
-
-* ``maml``: all keys, second order, a fixed inner lr (Finn et al., 2017);
-* ``fomaml``: all keys, first order (Finn et al., 2017, sec. 5.2);
-* ``anil``: head keys only, second order (Raghu et al., 2020);
-* ``metasgd``: all keys with learned per-tensor inner lrs (Li et al., 2017).
+Adam step (Finn et al., 2017). The algorithm value says which keys adapt, the inner-lr rule
+and the meta-gradient estimator; ``--algo`` names map to it in
+:data:`metarl.core.ALGORITHMS` (maml, fomaml, anil, metasgd, lslr, ...).
 
 MAML++ options (Antoniou et al., 2019) come on top: the multi-step loss (MSL) with
-annealed weights, derivative-order annealing and a cosine-annealed outer lr.
+annealed weights, derivative-order annealing (first-order estimator for the first epochs)
+and a cosine-annealed outer lr.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from metarl.core import (
+    FirstOrder,
     InnerLR,
+    Loss,
+    MetaAlgorithm,
     OuterOptimizer,
     Params,
     adapt_keys,
@@ -32,47 +32,21 @@ from metarl.core import (
     msl_weights,
     use_first_order,
 )
+from metarl.core.estimators import Estimator
 from metarl.supervised.models import mse_loss_fn
 from metarl.supervised.tasks import Batch
 
-ALGOS = ("maml", "fomaml", "anil", "metasgd")
 
-
-@dataclass(frozen=True)
-class AlgoSpec:
-    """What distinguishes one algorithm: adapted keys, derivative order, default lr rule."""
-
-    adapt: str
-    first_order: bool
-    lr_kind: str
-
-
-ALGO_SPECS = {
-    "maml": AlgoSpec("all", False, "fixed"),
-    "fomaml": AlgoSpec("all", True, "fixed"),
-    "anil": AlgoSpec("head", False, "fixed"),
-    "metasgd": AlgoSpec("all", False, "per_tensor"),
-}
-
-
-def algo_spec(algo: str) -> AlgoSpec:
-    """The :class:`AlgoSpec` of ``algo`` (one of ``ALGOS``)."""
-    if algo not in ALGO_SPECS:
-        raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}")
-    return ALGO_SPECS[algo]
-
-
-class MetaLearner:
+class SupervisedMetaLearner:
     """Meta-parameters, inner-lr rule and outer optimiser of a supervised meta-learner.
 
     Args:
-        model: The regression model; its parameters are the meta-parameters (moved, not
-            copied, so ``model`` stays usable for ``functional_call``).
-        algo: One of ``ALGOS``.
+        model: The model; its parameters are the meta-parameters (moved, not copied, so
+            ``model`` stays usable for ``functional_call``).
+        algorithm: The meta-algorithm (adapted keys, inner-lr rule, estimator).
         inner_steps: Inner steps during meta-training.
         inner_lr: Training inner lr (any finite sign); the initial value of learned rates.
-        lr_kind: Inner-lr rule (``fixed``, ``per_tensor``, ``per_step``); ``None`` takes the
-            algorithm's default.
+        loss_fn: The task loss (``None``: the model's mean squared error).
         head_selector: Regex choosing ANIL's head keys (``None``: the last linear layer).
         outer_lr: Adam learning rate.
         total_steps: Meta-iterations of the run (the cosine schedule's length).
@@ -85,29 +59,30 @@ class MetaLearner:
         device: Where the parameters live.
     """
 
-    def __init__(self, model: nn.Module, *, algo: str, inner_steps: int, inner_lr: float,
-                 lr_kind: str | None, head_selector: str | None, outer_lr: float,
+    def __init__(self, model: nn.Module, *, algorithm: MetaAlgorithm, inner_steps: int,
+                 inner_lr: float, head_selector: str | None, outer_lr: float,
                  total_steps: int, cosine: bool, clip_norm: float | None, msl: bool,
                  msl_anneal_epochs: int, first_order_until: int, epoch_length: int,
-                 device: torch.device) -> None:
-        self.spec = algo_spec(algo)
+                 device: torch.device, loss_fn: Loss | None = None) -> None:
+        self.algorithm = algorithm
         self.model = model.to(device)
         self.params: Params = get_params(self.model)
-        self.keys = adapt_keys(self.params, self.spec.adapt, head_selector)
-        self.rule = InnerLR(self.keys, inner_steps, inner_lr, lr_kind or self.spec.lr_kind)
+        self.keys = adapt_keys(self.params, algorithm.adapt, head_selector)
+        self.rule = InnerLR(self.keys, inner_steps, inner_lr, algorithm.lr_kind)
         self.rule.to(device)
         self.inner_steps = inner_steps
-        self.loss_fn = mse_loss_fn(self.model)
+        self.loss_fn: Loss = mse_loss_fn(self.model) if loss_fn is None else loss_fn
         self.msl, self.msl_anneal_epochs = msl, msl_anneal_epochs
         self.first_order_until, self.epoch_length = first_order_until, epoch_length
         meta_params = list(self.params.values()) + list(self.rule.parameters())
         self.optimizer = OuterOptimizer(meta_params, lr=outer_lr, total_steps=total_steps,
                                         cosine=cosine, clip_norm=clip_norm)
 
-    def first_order(self, iteration: int) -> bool:
-        """FOMAML always; otherwise first order during MAML++'s first epochs."""
-        epoch = iteration // self.epoch_length
-        return self.spec.first_order or use_first_order(epoch, self.first_order_until)
+    def estimator(self, iteration: int) -> Estimator:
+        """The algorithm's estimator, or first order during MAML++'s first epochs (DA)."""
+        if use_first_order(iteration // self.epoch_length, self.first_order_until):
+            return FirstOrder()
+        return self.algorithm.estimator
 
     def step_weights(self, iteration: int) -> torch.Tensor | None:
         """MAML++ MSL weights over inner steps 1..K, or ``None`` for the final-step loss."""
@@ -125,7 +100,7 @@ class MetaLearner:
         """One meta-iteration on a meta-batch (vmap over tasks); returns scalar logs."""
         loss, aux = meta_loss(self.params, self.loss_fn, support, query,
                               steps=self.inner_steps, rule=self.rule, keys=self.keys,
-                              first_order=self.first_order(iteration),
+                              estimator=self.estimator(iteration),
                               step_weights=self.step_weights(iteration), vectorize=True)
         logs = self.optimizer.step(loss)
         logs.update({k: float(v) for k, v in aux.items() if k != "query_losses"})

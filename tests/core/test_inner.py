@@ -8,7 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-from metarl.core import InnerLR, Params, adapt, adapt_keys, get_params, sgd_step
+from metarl.core import (
+    InnerLR,
+    Params,
+    adapt,
+    adapt_keys,
+    adapt_trajectory,
+    check_adapt_args,
+    get_params,
+    sgd_step,
+)
 
 LossFn = Callable[[Params, Any], torch.Tensor]
 Data = tuple[torch.Tensor, torch.Tensor]
@@ -101,9 +110,10 @@ def test_trajectory(mlp: nn.Module, loss_fn: LossFn, tasks: Any) -> None:
     params = get_params(mlp)
     kwargs: dict[str, Any] = {"steps": 3, "rule": 0.1, "keys": tuple(params),
                               "first_order": False}
-    traj = adapt(params, loss_fn, support, return_trajectory=True, **kwargs)
+    traj = adapt_trajectory(params, loss_fn, [support] * 3, rule=0.1, keys=tuple(params),
+                            first_order=False)
     last = adapt(params, loss_fn, support, **kwargs)
-    assert isinstance(traj, list) and isinstance(last, dict) and len(traj) == 4
+    assert isinstance(last, dict) and len(traj) == 4
     assert all(traj[0][k] is params[k] for k in params)
     losses = [float(loss_fn(p, support).detach()) for p in traj]
     assert losses == sorted(losses, reverse=True)  # small lr: the support loss decreases
@@ -197,8 +207,7 @@ def test_inner_lr_rejects_non_finite(init: float) -> None:
     with pytest.raises(ValueError, match="inner_lr"):
         InnerLR(("a",), steps=1, init=init, kind="fixed")
     with pytest.raises(ValueError, match="inner_lr"):
-        adapt({"a": torch.ones(1)}, lambda p, d: p["a"].sum(), None, steps=1, rule=init,
-              keys=("a",), first_order=False)
+        check_adapt_args({"a": torch.ones(1)}, ("a",), init)
 
 
 def test_bad_rule_and_adapt_arguments_raise() -> None:
@@ -208,11 +217,11 @@ def test_bad_rule_and_adapt_arguments_raise() -> None:
         InnerLR(("a",), steps=0, init=0.1, kind="per_step")
     params = {"a": torch.ones(1)}
     with pytest.raises(ValueError, match="steps"):
-        adapt(params, lambda p, d: p["a"].sum(), None, steps=-1, rule=0.1, keys=("a",),
-              first_order=False)
+        check_adapt_args(params, ("a",), 0.1, steps=-1)
     with pytest.raises(ValueError, match=r"keys \['z'\]"):
-        adapt(params, lambda p, d: p["a"].sum(), None, steps=1, rule=0.1, keys=("z",),
-              first_order=False)
+        check_adapt_args(params, ("z",), 0.1)
+    with pytest.raises(ValueError, match=r"keys \['a'\] have no rate"):
+        check_adapt_args(params, ("a",), InnerLR(("b",), steps=1, init=0.1, kind="fixed"))
 
 
 def test_adapt_inside_vmap_matches_per_task_loop(mlp: nn.Module, loss_fn: LossFn,

@@ -8,10 +8,12 @@ import torch
 from torch import nn
 
 from metarl.core import (
+    FirstOrder,
     InnerLR,
     Params,
-    adapt,
+    SecondOrder,
     adapt_keys,
+    adapt_trajectory,
     get_params,
     meta_loss,
     msl_weights,
@@ -58,10 +60,10 @@ def test_vmap_equals_loop(mlp: nn.Module, loss_fn: LossFn, tasks: Any, name: str
     params, keys, rule, weights = _setup(mlp, CASES[name])
     support, query = tasks
     results = []
+    estimator = FirstOrder() if CASES[name]["first_order"] else SecondOrder()
     for vectorize in (True, False):
         loss, logs = meta_loss(params, loss_fn, support, query, steps=2, rule=rule, keys=keys,
-                               first_order=CASES[name]["first_order"], step_weights=weights,
-                               vectorize=vectorize)
+                               estimator=estimator, step_weights=weights, vectorize=vectorize)
         grads = torch.autograd.grad(loss, _meta_params(params, rule))
         results.append((loss, logs, grads))
     (loss_v, logs_v, grads_v), (loss_l, logs_l, grads_l) = results
@@ -77,9 +79,8 @@ def _adapted_query_losses(params: Params, loss_fn: LossFn, tasks: Any, keys: tup
     (xs, ys), (xq, yq) = tasks
     rows = []
     for i in range(xs.shape[0]):
-        traj = adapt(params, loss_fn, (xs[i], ys[i]), steps=2, rule=rule, keys=keys,
-                     first_order=False, return_trajectory=True)
-        assert isinstance(traj, list)
+        traj = adapt_trajectory(params, loss_fn, [(xs[i], ys[i])] * 2, rule=rule, keys=keys,
+                                first_order=False)
         rows.append(torch.stack([loss_fn(p, (xq[i], yq[i])) for p in traj]))
     return torch.stack(rows)  # (tasks, steps + 1)
 
@@ -89,7 +90,7 @@ def test_meta_loss_values_and_logs(mlp: nn.Module, loss_fn: LossFn, tasks: Any) 
     keys = tuple(params)
     reference = _adapted_query_losses(params, loss_fn, tasks, keys, 0.3)
     loss, logs = meta_loss(params, loss_fn, *tasks, steps=2, rule=0.3, keys=keys,
-                           first_order=False)
+                           estimator=SecondOrder())
     torch.testing.assert_close(loss, reference[:, -1].mean())
     torch.testing.assert_close(logs["query_losses"], reference.mean(0).detach())
     assert not logs["query_losses"].requires_grad
@@ -97,7 +98,7 @@ def test_meta_loss_values_and_logs(mlp: nn.Module, loss_fn: LossFn, tasks: Any) 
     assert float(logs["query_loss_step2"]) < float(logs["query_loss_step0"])
     weights = torch.tensor([0.25, 0.75])
     msl, _ = meta_loss(params, loss_fn, *tasks, steps=2, rule=0.3, keys=keys,
-                       first_order=False, step_weights=weights)
+                       estimator=SecondOrder(), step_weights=weights)
     torch.testing.assert_close(msl, 0.25 * reference[:, 1].mean() + 0.75 * reference[:, 2].mean())
 
 
@@ -105,7 +106,8 @@ def test_meta_loss_is_nil_without_adaptation(mlp: nn.Module, loss_fn: LossFn,
                                              tasks: Any) -> None:
     params = get_params(mlp)
     (_, _), (xq, yq) = tasks
-    loss, _ = meta_loss(params, loss_fn, *tasks, steps=2, rule=0.3, keys=(), first_order=False)
+    loss, _ = meta_loss(params, loss_fn, *tasks, steps=2, rule=0.3, keys=(),
+                        estimator=SecondOrder())
     expected = torch.stack([loss_fn(params, (xq[i], yq[i])) for i in range(4)]).mean()
     torch.testing.assert_close(loss, expected)
 
@@ -114,7 +116,7 @@ def test_meta_loss_rejects_bad_shapes(mlp: nn.Module, loss_fn: LossFn, tasks: An
     params = get_params(mlp)
     support, (xq, yq) = tasks
     kwargs: dict[str, Any] = {"steps": 2, "rule": 0.1, "keys": tuple(params),
-                              "first_order": False}
+                              "estimator": SecondOrder()}
     with pytest.raises(ValueError, match="step_weights"):
         meta_loss(params, loss_fn, support, (xq, yq), step_weights=torch.ones(4), **kwargs)
     with pytest.raises(ValueError, match="query"):
@@ -132,7 +134,8 @@ def test_second_order_hvp_through_vmapped_meta_loss(mlp: nn.Module, loss_fn: Los
     v = {k: torch.randn(p.shape, generator=gen) for k, p in params.items()}
 
     def gradient(p: Params, create_graph: bool) -> list[torch.Tensor]:
-        loss, _ = meta_loss(p, loss_fn, *tasks, steps=1, rule=0.3, keys=keys, first_order=False)
+        loss, _ = meta_loss(p, loss_fn, *tasks, steps=1, rule=0.3, keys=keys,
+                            estimator=SecondOrder())
         return list(torch.autograd.grad(loss, list(p.values()), create_graph=create_graph))
 
     grads = gradient(params, True)
@@ -177,13 +180,13 @@ def test_cuda_vmap_equals_cpu_loop(mlp: nn.Module, loss_fn: LossFn, tasks: Any) 
     rule = InnerLR(keys, steps=2, init=0.3, kind="per_step")
     weights = msl_weights(2, 1, 5)
     loss, _ = meta_loss(params, loss_fn, *tasks, steps=2, rule=rule, keys=keys,
-                        first_order=False, step_weights=weights, vectorize=False)
+                        estimator=SecondOrder(), step_weights=weights, vectorize=False)
     mlp.cuda()
     rule.cuda()
     cuda_params = get_params(mlp)
     cuda_tasks = tuple(tuple(t.cuda() for t in part) for part in tasks)
     cuda_loss, _ = meta_loss(cuda_params, loss_fn, *cuda_tasks, steps=2, rule=rule, keys=keys,
-                             first_order=False, step_weights=weights.cuda())
+                             estimator=SecondOrder(), step_weights=weights.cuda())
     torch.testing.assert_close(cuda_loss.cpu(), loss.detach(), rtol=1e-10, atol=1e-12)
     cuda_loss.backward()
     assert all(p.grad is not None and p.grad.is_cuda for p in cuda_params.values())

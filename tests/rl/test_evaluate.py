@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from metarl.rl.evaluate import EvalConfig, EvalResult, format_table, write_eval
+from metarl.rl.evaluate import EvalResult, format_table, write_eval
+from metarl.rl.evaluate_cmd import EvalConfig
+from metarl.rl.evaluate_cmd import main as main_eval
 from metarl.rl.train import TrainConfig, main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +36,7 @@ def hand_result() -> EvalResult:
     returns = np.array([[[1.0, 3.0], [2.0, 6.0]],
                         [[5.0, 7.0], [4.0, 8.0]]])
     return EvalResult("Navigation2D", "maml", [FakeTask(0.1), FakeTask(0.2)], (10, 11), 0.1, 20,
-                      returns)
+                      returns, iteration=7)
 
 
 def test_statistics_by_hand() -> None:
@@ -56,7 +58,7 @@ def test_statistics_by_hand() -> None:
 
 
 def test_write_eval_files(tmp_path: Path) -> None:
-    path = write_eval(hand_result(), tmp_path, step=7, stem="held_out")
+    path = write_eval(hand_result(), tmp_path, stem="held_out")
     ev = json.loads(path.read_text())
     assert path == tmp_path / "held_out.json"
     assert ev["iteration"] == 7 and ev["seeds"] == [10, 11] and ev["inner_steps"] == 1
@@ -104,17 +106,18 @@ def test_evaluate_with_a_task_file(run_dir: Path, tmp_path: Path) -> None:
     argv = ["evaluate", str(run_dir), "--tasks", str(tmp_path / "tasks.json"),
             "--inner-steps", "2", "--seeds", "2", "--episodes-per-task", "2", "--out", "file"]
     assert cli(argv) == 0
-    ev = json.loads((run_dir / "file.json").read_text())
+    evals = run_dir / "evaluations"
+    ev = json.loads((evals / "file.json").read_text())
     assert [t["task"] for t in ev["per_task"]] == [t.to_dict() for t in tasks]
     returns = np.array(ev["returns"])
     assert returns.shape == (2, 3, 3)  # seeds x (K + 1) x tasks
     assert ev["overall"]["mean"] == pytest.approx(returns.mean(axis=(0, 2)).tolist())
-    assert (run_dir / "file.png").read_bytes()[:4] == b"\x89PNG"
-    tb = _tb_scalars(run_dir, "eval/return_step2")
+    assert (evals / "file.png").read_bytes()[:4] == b"\x89PNG"
+    tb = _tb_scalars(evals / "file", "eval/return_step2")
     assert tb[1] == pytest.approx(ev["overall"]["mean"][2], rel=1e-6)
     # same seeds -> the same returns; step 0 does not depend on the inner lr
     assert cli([*argv[:-1], "again", "--inner-lr", "0.5"]) == 0
-    again = np.array(json.loads((run_dir / "again.json").read_text())["returns"])
+    again = np.array(json.loads((evals / "again.json").read_text())["returns"])
     np.testing.assert_array_equal(again[:, 0], returns[:, 0])
     assert not np.array_equal(again[:, 1:], returns[:, 1:])
 
@@ -130,10 +133,18 @@ def test_evaluate_default_uses_the_test_split(run_dir: Path) -> None:
     assert ev["returns"] == ev_train["returns"]
 
 
-def main_eval(cfg: EvalConfig) -> Path:
-    from metarl.rl.evaluate import main as eval_main
-
-    return eval_main(cfg)
+@pytest.mark.slow
+def test_evaluate_never_overwrites_the_runs_results(run_dir: Path) -> None:
+    own = {name: (run_dir / name).read_bytes() for name in ("eval.json", "eval.png")}
+    events = sorted(run_dir.glob("events.out.tfevents.*"))
+    first = main_eval(EvalConfig(str(run_dir), seeds=1, inner_steps=1))
+    second = main_eval(EvalConfig(str(run_dir), seeds=1, inner_steps=1))
+    assert first != second and first.parent == second.parent == run_dir / "evaluations"
+    assert first.name.startswith("iter000001-") and first.is_file() and second.is_file()
+    assert {name: (run_dir / name).read_bytes() for name in own} == own
+    assert sorted(run_dir.glob("events.out.tfevents.*")) == events  # no second events file
+    with pytest.raises(ValueError, match="out.*never overwritten"):
+        EvalConfig(str(run_dir), out=first.stem)
 
 
 @pytest.mark.slow

@@ -11,21 +11,29 @@ import pytest
 import torch
 from torch.nn.utils import parameters_to_vector
 
-from metarl.core import get_params
+from metarl.core import ALGORITHMS, get_params
 from metarl.envs.batched import make_batched
-from metarl.rl.learner import MetaBatch, MetaLearner
+from metarl.rl.collect import MetaBatch
+from metarl.rl.learner import TrpoMetaLearner
 from metarl.rl.policy import GaussianMLPPolicy
 from metarl.rl.sampler import BatchedSampler, Episodes
-from metarl.rl.trpo import fisher_vector_product, flat_grad
-from metarl.utils import load_checkpoint, save_checkpoint, seed_everything
+from metarl.rl.trpo import TrpoConfig, fisher_vector_product, flat_grad
+from metarl.runs import load_checkpoint, save_checkpoint
+from metarl.utils import seed_everything
 
 T, E, H = 4, 5, 16
 
 
-def _learner(seed: int = 0, **kwargs: object) -> MetaLearner:
+TRPO_FIELDS = ("max_kl", "cg_iters", "cg_damping", "ls_steps", "ls_ratio")
+
+
+def _learner(seed: int = 0, algo: str = "maml", **kwargs: object) -> TrpoMetaLearner:
     torch.manual_seed(seed)
     policy = GaussianMLPPolicy(2, 2, hidden=(16, 16)).double()
-    return MetaLearner(policy, **{"inner_lr": 0.5, **kwargs})  # type: ignore[arg-type]
+    trpo = TrpoConfig(**{k: kwargs.pop(k) for k in TRPO_FIELDS if k in kwargs})  # type: ignore[arg-type]
+    kwargs = {"inner_lr": 0.5, "meta_update_path": "batched", **kwargs}
+    return TrpoMetaLearner(policy, algorithm=ALGORITHMS[algo], trpo=trpo,
+                           **kwargs)  # type: ignore[arg-type]
 
 
 def _sampler(tasks: int = T, episodes: int = E, horizon: int = H) -> BatchedSampler:
@@ -33,13 +41,13 @@ def _sampler(tasks: int = T, episodes: int = E, horizon: int = H) -> BatchedSamp
                                        seed=0), episodes, "cpu")
 
 
-def _batch(learner: MetaLearner, seed: int = 0) -> MetaBatch:
+def _batch(learner: TrpoMetaLearner, seed: int = 0) -> MetaBatch:
     sampler = _sampler()
     torch.manual_seed(seed)
     return learner.collect(sampler, sampler.env.sample_tasks(T))
 
 
-def _flat(learner: MetaLearner) -> torch.Tensor:
+def _flat(learner: TrpoMetaLearner) -> torch.Tensor:
     return parameters_to_vector(learner.policy.parameters()).detach().clone()
 
 
@@ -95,7 +103,7 @@ def test_second_order_meta_gradient_matches_finite_differences() -> None:
     batch = _batch(learner)
     params = {k: v.detach().clone().requires_grad_(True)
               for k, v in get_params(learner.policy).items()}
-    loss, _ = learner.meta_objective(params, batch, batched=True)
+    loss, _ = learner.meta_objective(params, batch, vectorize=True)
     grads = torch.autograd.grad(loss, list(params.values()))
     gen = torch.Generator().manual_seed(0)
     direction = {k: torch.randn(v.shape, generator=gen, dtype=v.dtype) for k, v in params.items()}
@@ -104,8 +112,8 @@ def test_second_order_meta_gradient_matches_finite_differences() -> None:
                               direction)
     assert math.isclose(analytic, numeric, rel_tol=1e-6)
     # The first-order gradient differs: the test sees the second-order term.
-    learner.first_order = True
-    loss_fo, _ = learner.meta_objective(params, batch, batched=True)
+    learner.algorithm = ALGORITHMS["fomaml"]
+    loss_fo, _ = learner.meta_objective(params, batch, vectorize=True)
     grads_fo = torch.autograd.grad(loss_fo, list(params.values()))
     first = sum(float((g * direction[k]).sum()) for g, k in zip(grads_fo, params, strict=True))
     assert not math.isclose(first, numeric, rel_tol=1e-3)
@@ -116,7 +124,7 @@ def test_fvp_through_the_inner_step_matches_finite_differences_of_kl_gradient() 
     batch = _batch(learner)
     params = get_params(learner.policy)
     leaves = list(params.values())
-    _, kl = learner.meta_objective(params, batch, batched=True)
+    _, kl = learner.meta_objective(params, batch, vectorize=True)
     assert abs(float(kl.detach())) < 1e-12  # the old policy is the adapted current policy
     fvp = fisher_vector_product(kl, leaves, damping=0.0)
     v = torch.randn(sum(p.numel() for p in leaves), dtype=torch.float64,
@@ -134,20 +142,19 @@ def test_fvp_through_the_inner_step_matches_finite_differences_of_kl_gradient() 
 
 @pytest.mark.parametrize("adapt_log_std", [False, True])
 def test_anil_adapts_only_head_keys(adapt_log_std: bool) -> None:
-    learner = _learner(adapt="head", adapt_log_std=adapt_log_std)
+    learner = _learner(algo="anil", adapt_log_std=adapt_log_std)
     expected = ("head.weight", "head.bias") + (("log_std",) if adapt_log_std else ())
     assert set(learner.keys) == set(expected)
     batch = _batch(learner)
     params = learner.stacked_params(T)
-    new = learner.adapt_step(params, batch.train[0], 0.5, batched=True)
+    new = learner.collector.adapt_step(params, batch.train[0], 0, 0.5, vectorize=True)
     for k, v in params.items():
         if k in expected:
             assert not torch.equal(new[k], v), k
         else:
             assert torch.equal(new[k], v), k
-    maml = _learner(adapt="all", adapt_log_std=False)
+    maml = _learner(adapt_log_std=False)
     assert "log_std" not in maml.keys and "body.0.weight" in maml.keys
-    assert _learner(adapt="none").keys == ()
 
 
 class PoisonedSampler(BatchedSampler):
@@ -171,7 +178,7 @@ def test_nonfinite_meta_update_is_skipped_and_parameters_stay_bit_identical() ->
         assert torch.equal(v, before[k]), k
 
 
-def _train(seed: int, iterations: int, **kwargs: object) -> tuple[MetaLearner, list[dict]]:
+def _train(seed: int, iterations: int, **kwargs: object) -> tuple[TrpoMetaLearner, list[dict]]:
     seed_everything(seed)
     learner = _learner(seed, **kwargs)
     sampler = _sampler()
@@ -207,21 +214,52 @@ def test_adapt_and_evaluate_shape_nil_and_adaptation() -> None:
     assert not np.array_equal(frozen[1], curve[1])  # the eval lr is the one given
 
 
-def test_auto_path_depends_on_device_and_samples_per_task() -> None:
-    learner = _learner(auto_batched_max_samples=1000)
-    assert learner.use_batched(1000) and not learner.use_batched(1001)
-    learner.device = torch.device("cuda")
-    assert learner.use_batched(10**6)
-    assert not _learner(meta_update_path="loop").use_batched(10)
-    # the measured CPU default: batched for the fast presets' 1,000 samples per task, the loop
-    # for the paper preset's 4,000 (where the loop measured 2.6x faster)
-    default = _learner()
-    assert default.use_batched(1000) and not default.use_batched(4000)
+class FakeClock:
+    """A timer the test scripts: each probe run of the batched path takes ``batched_s``."""
+
+    def __init__(self, batched_s: float, loop_s: float) -> None:
+        self.now, self.costs = 0.0, {True: batched_s, False: loop_s}
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_auto_path_times_both_and_keeps_the_faster() -> None:
+    clock = FakeClock(batched_s=2.0, loop_s=0.5)
+    learner = _learner(meta_update_path="auto", timer=clock)
+    probes: list[bool] = []
+
+    def probe(batch: MetaBatch, vectorize: bool) -> None:  # the real probe, timed by the fake
+        probes.append(vectorize)
+        clock.now += clock.costs[vectorize]
+
+    learner._probe = probe  # type: ignore[method-assign]
+    batch = _batch(learner)
+    logs = learner.meta_update(batch)
+    assert probes == [True, True, False, False]  # two timed runs per path
+    assert logs["meta_update/path"] == 1.0 and logs["meta_update/probed"] == 1.0
+    assert logs["meta_update/probe_batched_s"] == 2.0 and logs["meta_update/probe_loop_s"] == 0.5
+    again = learner.meta_update(batch)  # same size: no new probe
+    assert probes == [True, True, False, False] and again["meta_update/probed"] == 0.0
+    assert again["meta_update/path"] == 1.0
+    clock.costs = {True: 0.1, False: 3.0}  # another batch size: re-checked
+    small = _batch_of(learner, tasks=2)
+    assert learner.meta_update(small)["meta_update/path"] == 0.0 and len(probes) == 8
+    restored = _learner(meta_update_path="auto")
+    restored.load_state_dict(learner.state_dict())  # the choices travel in checkpoints
+    assert restored.paths.known((T, E * H)) is False and restored.paths.known((2, E * H))
+    forced = _learner(meta_update_path="batched", timer=clock)
+    forced._probe = probe  # type: ignore[method-assign]
+    assert forced.meta_update(batch)["meta_update/path"] == 0.0 and len(probes) == 8
+
+
+def _batch_of(learner: TrpoMetaLearner, tasks: int) -> MetaBatch:
+    sampler = _sampler(tasks=tasks)
+    return learner.collect(sampler, sampler.env.sample_tasks(tasks))
 
 
 def test_bad_arguments_name_the_field() -> None:
-    for kwargs, field in (({"adapt": "body"}, "adapt"), ({"meta_update_path": "x"},
-                                                         "meta_update_path"),
+    for kwargs, field in (({"meta_update_path": "x"}, "meta_update_path"),
                           ({"fvp_subsample": 0.0}, "fvp_subsample"),
                           ({"inner_lr": math.nan}, "inner_lr"), ({"max_kl": 0.0}, "max_kl"),
                           ({"inner_steps": -1}, "inner_steps"), ({"ls_ratio": 1.0}, "ls_ratio")):

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from metarl.cli import main as cli
+from metarl.runs import RunError, latest_checkpoint, load_checkpoint
 from metarl.supervised.config import SupervisedConfig
-from metarl.supervised.train import evaluate_run, main
-from metarl.utils import latest_checkpoint, load_checkpoint
+from metarl.supervised.evaluate_cmd import evaluate_run
+from metarl.supervised.train import main
 
 FAST = ["--meta-batch", "4", "--eval-tasks", "20", "--eval-inner-steps", "3", "--no-progress",
         "--log-every", "5", "--checkpoint-every", "5"]
@@ -69,12 +70,17 @@ def test_linear_metasgd_run_and_evaluate_command(tmp_path: Path) -> None:
     assert run_dir.name.startswith("linear4d__metasgd__0__")
     state = load_checkpoint(latest_checkpoint(run_dir))  # type: ignore[arg-type]
     assert not torch.equal(state["learner"]["rule"]["lrs"], torch.full((1, 1), 0.1))
-    assert cli(["evaluate", str(run_dir), "--tasks", "30", "--inner-steps", "2"]) == 0
-    result = json.loads((run_dir / "eval.json").read_text())
+    own = (run_dir / "eval.json").read_bytes()
+    assert cli(["evaluate", str(run_dir), "--num-tasks", "30", "--inner-steps", "2",
+                "--out", "first"]) == 0
+    result = json.loads((run_dir / "evaluations" / "first.json").read_text())
     assert result["tasks"] == 30 and len(result["mse_mean"]) == 3
     assert result["inner_lr"] == -0.05
-    again = evaluate_run(run_dir, tasks=30, inner_steps=2)
-    assert again["mse_mean"] == result["mse_mean"]
+    again = evaluate_run(run_dir, num_tasks=30, inner_steps=2)
+    assert again["mse_mean"] == result["mse_mean"] and again["path"] != str(
+        run_dir / "evaluations" / "first.json")
+    assert (run_dir / "eval.json").read_bytes() == own  # never overwritten
+    assert list((run_dir / "evaluations" / "first").glob("events.out.tfevents.*"))
 
 
 @pytest.mark.parametrize("args,field,allowed", [
@@ -88,6 +94,8 @@ def test_linear_metasgd_run_and_evaluate_command(tmp_path: Path) -> None:
     (["--task", "mnist"], "task", "sinusoid"),
     (["--lr-kind", "adam"], "lr_kind", "per_tensor"),
     (["--resume", "/nonexistent"], "resume", "run folder"),
+    (["--seed", "-1"], "seed", "[0,"),
+    (["--checkpoint-minutes", "0"], "checkpoint_minutes", "> 0"),
 ])
 def test_bad_input_fails_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                          args: list[str], field: str, allowed: str) -> None:
@@ -105,5 +113,5 @@ def test_config_derived_values_and_direct_main(tmp_path: Path) -> None:
     assert (cfg.support_size, cfg.query_size, cfg.env_name) == (5, 10, "sinusoid5shot")
     run_dir = main(cfg)
     assert run_dir.parent == tmp_path and (run_dir / "eval.json").exists()
-    with pytest.raises(ValueError, match="iterations must be >= the checkpoint's iteration"):
+    with pytest.raises(RunError, match="iterations must be >= the checkpoint's iteration"):
         main(SupervisedConfig(resume=str(run_dir), iterations=2, progress=False))

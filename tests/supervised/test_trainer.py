@@ -7,22 +7,23 @@ import pytest
 import torch
 from torch import nn
 
-from metarl.core import msl_weights
+from metarl.core import ALGO_NAMES, FirstOrder, SecondOrder, get_algorithm, msl_weights
 from metarl.supervised.evaluate import summarize, task_curves
 from metarl.supervised.models import build_model
 from metarl.supervised.tasks import sample_sinusoid
-from metarl.supervised.trainer import ALGOS, MetaLearner, algo_spec
+from metarl.supervised.trainer import SupervisedMetaLearner
 
 
-def make_learner(algo: str, **overrides: object) -> MetaLearner:
+def make_learner(algo: str, **overrides: object) -> SupervisedMetaLearner:
     torch.manual_seed(0)
-    kwargs: dict[str, object] = dict(algo=algo, inner_steps=1, inner_lr=0.01, lr_kind=None,
+    kwargs: dict[str, object] = dict(algorithm=get_algorithm(algo), inner_steps=1,
+                                     inner_lr=0.01,
                                      head_selector=None, outer_lr=1e-3, total_steps=10,
                                      cosine=False, clip_norm=None, msl=False,
                                      msl_anneal_epochs=5, first_order_until=0, epoch_length=10,
                                      device=torch.device("cpu"))
     kwargs.update(overrides)
-    return MetaLearner(build_model("sinusoid"), **kwargs)  # type: ignore[arg-type]
+    return SupervisedMetaLearner(build_model("sinusoid"), **kwargs)  # type: ignore[arg-type]
 
 
 def mse(model: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor,
@@ -30,7 +31,7 @@ def mse(model: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor,
     return ((torch.func.functional_call(model, params, (x,)) - y) ** 2).mean()
 
 
-def reference_grads(learner: MetaLearner, support: dict[str, torch.Tensor],
+def reference_grads(learner: SupervisedMetaLearner, support: dict[str, torch.Tensor],
                     query: dict[str, torch.Tensor], first_order: bool) -> list[torch.Tensor]:
     """MAML meta-gradient with a Python loop and torch.autograd.grad (Finn et al., 2017)."""
     params = {k: v.detach().clone().requires_grad_(True) for k, v in learner.params.items()}
@@ -50,7 +51,7 @@ def reference_grads(learner: MetaLearner, support: dict[str, torch.Tensor],
     return list(torch.autograd.grad(meta, leaves, allow_unused=True))
 
 
-@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("algo", ALGO_NAMES)
 def test_step_matches_per_task_autograd_reference(algo: str) -> None:
     learner = make_learner(algo)
     support, query = sample_sinusoid(6, 5, 7, torch.Generator().manual_seed(1))
@@ -58,7 +59,7 @@ def test_step_matches_per_task_autograd_reference(algo: str) -> None:
     before = {k: v.detach().clone() for k, v in learner.params.items()}
     logs = learner.step(support, query, iteration=0)
     got = [p.grad for p in learner.params.values()]
-    if algo == "metasgd":
+    if learner.rule.learned:
         got += [learner.rule.lrs.grad[0, i] for i in range(len(learner.keys))]
     for g, e in zip(got, expected, strict=True):
         assert g is not None and e is not None
@@ -74,18 +75,20 @@ def test_step_matches_per_task_autograd_reference(algo: str) -> None:
 def test_algo_keys_and_order() -> None:
     assert make_learner("anil").keys == ("4.weight", "4.bias")
     assert len(make_learner("maml").keys) == 6
-    assert make_learner("fomaml").first_order(10**6)
-    assert not make_learner("maml").first_order(0)
+    assert isinstance(make_learner("fomaml").estimator(10**6), FirstOrder)
+    assert isinstance(make_learner("maml").estimator(0), SecondOrder)
     assert list(make_learner("metasgd").rule.parameters())
+    assert make_learner("lslr").rule.kind == "per_step"
     assert not list(make_learner("maml").rule.parameters())
     with pytest.raises(ValueError, match="algo must be one of"):
-        algo_spec("reptile")
+        get_algorithm("reptile")
 
 
 def test_maml_plus_plus_schedules() -> None:
     learner = make_learner("maml", inner_steps=3, msl=True, first_order_until=2,
                            epoch_length=10, msl_anneal_epochs=5)
-    assert learner.first_order(19) and not learner.first_order(20)
+    assert isinstance(learner.estimator(19), FirstOrder)
+    assert isinstance(learner.estimator(20), SecondOrder)
     weights = learner.step_weights(25)
     assert weights is not None
     torch.testing.assert_close(weights, msl_weights(3, 2, 5))

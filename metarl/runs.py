@@ -1,0 +1,174 @@
+"""Run folders and checkpoints, shared by ``metarl train`` and ``metarl supervised``.
+
+A run lives in ``runs/<env>__<algo>__<seed>__<time>/`` with ``config.json``,
+``checkpoints/ckpt_<iteration>.pt`` (atomic writes; the newest two are kept) and, for each
+standalone ``metarl evaluate``, its own ``evaluations/<name>.json|.png`` plus TensorBoard
+events in ``evaluations/<name>/``, so an evaluation never overwrites the run's results.
+Checkpoints are written after the first iteration, then every N iterations or M minutes
+(:class:`CheckpointSchedule`); a truncated or corrupt newest checkpoint is reported by name
+and the previous good one is loaded instead (:func:`load_latest`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Written into every checkpoint; 1 means a checkpoint from before this key existed.
+CHECKPOINT_FORMAT = 2
+
+
+class RunError(ValueError):
+    """A run folder cannot be used as asked (no readable checkpoint, too few iterations to
+    resume): the command reports the message, without a traceback, and exits with 2."""
+
+
+def make_run_dir(root: str | Path, env: str, algo: str, seed: int) -> Path:
+    """``<root>/<env>__<algo>__<seed>__<YYYYmmdd-HHMMSS>``, created (suffixed if it exists)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{env}__{algo}__{seed}__{stamp}"
+    path, i = base, 1
+    while path.exists():
+        path, i = Path(f"{base}-{i}"), i + 1
+    (path / "checkpoints").mkdir(parents=True)
+    return path
+
+
+def save_checkpoint(run_dir: str | Path, iteration: int, state: Mapping[str, Any],
+                    keep: int = 2) -> Path:
+    """Atomically write ``checkpoints/ckpt_<iteration>.pt`` (temp file + rename) and keep the
+    newest ``keep`` checkpoints, so a crash loses at most the work since the last one."""
+    ckpt_dir = Path(run_dir) / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    path = ckpt_dir / f"ckpt_{iteration:08d}.pt"
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
+    os.replace(tmp, path)
+    for old in checkpoints(run_dir)[:-keep]:
+        old.unlink()
+    return path
+
+
+def checkpoints(run_dir: str | Path) -> list[Path]:
+    """The run's checkpoints, oldest first."""
+    return sorted((Path(run_dir) / "checkpoints").glob("ckpt_*.pt"))
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest checkpoint of ``run_dir`` (None when there is none)."""
+    found = checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """One checkpoint, on ``map_location`` (CPU by default: a GPU run loads anywhere)."""
+    state: dict[str, Any] = torch.load(path, map_location=map_location, weights_only=False)
+    state.setdefault("format", 1)
+    return state
+
+
+def load_latest(run_dir: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The newest checkpoint that loads; a bad one is named on stderr and skipped.
+
+    Raises:
+        RunError: When the run has no checkpoint, or none of them loads.
+    """
+    found = checkpoints(run_dir)
+    if not found:
+        raise RunError(no_checkpoint_message("run_dir", run_dir))
+    errors = []
+    for path in reversed(found):
+        try:
+            return path, load_checkpoint(path)
+        except Exception as err:  # noqa: BLE001  (truncated file, bad pickle, zip error, ...)
+            errors.append(f"{path.name}: {type(err).__name__}: {err}")
+            print(f"warning: checkpoint {path} cannot be read ({type(err).__name__}: {err}); "
+                  f"trying the previous one", file=sys.stderr)
+    raise RunError(f"no checkpoint of {str(run_dir)!r} can be read: {'; '.join(errors)}")
+
+
+def no_checkpoint_message(name: str, run_dir: str | Path) -> str:
+    return (f"{name}: the run folder {str(run_dir)!r} has no checkpoint yet (the run stopped "
+            f"before its first one, written after iteration 1); nothing to resume or "
+            f"evaluate: start a new run")
+
+
+def check_run_dir(name: str, path: str | Path) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``path`` is a run folder with
+    ``config.json`` and at least one checkpoint, saying which of the two is missing."""
+    run = Path(path)
+    if not (run / "config.json").is_file():
+        raise ValueError(f"{name} must be a metarl run folder (with config.json), got "
+                         f"{str(path)!r}")
+    if not checkpoints(run):
+        raise ValueError(no_checkpoint_message(name, path))
+
+
+@dataclass
+class CheckpointSchedule:
+    """When to checkpoint: after the first iteration, then every ``every`` iterations or
+    ``minutes`` minutes since the last checkpoint, whichever comes first.
+
+    Args:
+        every: Iterations between checkpoints (>= 1).
+        minutes: Minutes between checkpoints (> 0; ``inf`` disables the clock).
+        timer: Seconds since an arbitrary origin (tests inject a fake).
+    """
+
+    every: int
+    minutes: float
+    timer: Callable[[], float] = time.monotonic
+    _last: float = field(default=math.nan, init=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.every, bool) or self.every < 1:
+            raise ValueError(f"checkpoint_every must be an int >= 1, got {self.every}")
+        if not self.minutes > 0:
+            raise ValueError(f"checkpoint_minutes must be a number > 0, got {self.minutes}")
+        self._last = self.timer()
+
+    def due(self, iteration: int, first: int = 1) -> bool:
+        """Whether to checkpoint after ``iteration`` (``first``: the run's first iteration)."""
+        elapsed_min = (self.timer() - self._last) / 60.0
+        return iteration == first or iteration % self.every == 0 or elapsed_min >= self.minutes
+
+    def saved(self) -> None:
+        """Restart the clock (call after every checkpoint)."""
+        self._last = self.timer()
+
+
+def evaluation_paths(run_dir: str | Path, name: str | None, iteration: int) -> Path:
+    """``run_dir/evaluations/<name>``: the stem of a standalone evaluation's outputs.
+
+    ``name=None`` picks ``iter<iteration>-<YYYYmmdd-HHMMSS>`` (suffixed when taken).
+
+    Raises:
+        ValueError: Naming ``out`` when a given name is taken (an evaluation is never
+            overwritten) or is not a plain file stem.
+    """
+    folder = Path(run_dir) / "evaluations"
+    if name is not None:
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"out must be a plain file stem (no '/'), got {name!r}")
+        stem = folder / name
+        if _taken(stem):
+            raise ValueError(f"out: {stem}.json already exists; evaluations are never "
+                             f"overwritten: choose another --out")
+        return stem
+    base = folder / f"iter{iteration:06d}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stem, i = base, 1
+    while _taken(stem):
+        stem, i = Path(f"{base}-{i}"), i + 1
+    return stem
+
+
+def _taken(stem: Path) -> bool:
+    return stem.with_suffix(".json").exists() or stem.exists()
