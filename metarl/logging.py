@@ -41,11 +41,11 @@ class Logger:
         run_dir: folder for TensorBoard event files; ``None`` logs to the console only.
         console: print a compact line per ``dump``.
         console_keys: the keys shown on the console (all recorded keys if ``None``).
-        stream: where console lines go.
+        stream: where console lines go (default: ``sys.stdout`` at the time of writing).
     """
 
     def __init__(self, run_dir: str | Path | None, *, console: bool = True,
-                 console_keys: tuple[str, ...] | None = None, stream: TextIO = sys.stdout,
+                 console_keys: tuple[str, ...] | None = None, stream: TextIO | None = None,
                  purge_step: int | None = None) -> None:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.writer = (SummaryWriter(str(self.run_dir), purge_step=purge_step)
@@ -74,7 +74,7 @@ class Logger:
             keys = self.console_keys or tuple(values)
             shown = " ".join(f"{k.split('/')[-1]}={_fmt(values[k])}" for k in keys if k in values)
             if shown:  # nothing of console_keys recorded this step: no empty line
-                print(f"[{step}] {shown}", file=self.stream, flush=True)
+                print(f"[{step}] {shown}", file=self.stream or sys.stdout, flush=True)
         return values
 
     def log_hparams(self, config: Mapping[str, Any]) -> None:

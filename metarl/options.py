@@ -11,6 +11,8 @@ from typing import Annotated
 
 import tyro
 
+from metarl.core.device import DEVICE_CHOICES
+
 
 def choices(values: tuple[str, ...]) -> str:
     """A metavar listing ``values``: ``{a,b,c}``."""
@@ -20,3 +22,4 @@ def choices(values: tuple[str, ...]) -> str:
 OptInt = Annotated[int | None, tyro.conf.arg(metavar="INT")]
 OptFloat = Annotated[float | None, tyro.conf.arg(metavar="FLOAT")]
 RunDir = Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR")]
+Device = Annotated[str, tyro.conf.arg(metavar="{" + ",".join(DEVICE_CHOICES) + "}")]

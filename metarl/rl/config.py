@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import tyro
 
 from metarl.core import ALGO_NAMES, PATH_CHOICES, MetaAlgorithm, get_algorithm, resolve_device
-from metarl.options import OptFloat, OptInt, choices
+from metarl.options import Device, OptFloat, OptInt, choices
 from metarl.rl.presets import ENV_NAMES, PRESET_NAMES, Preset, get_preset, override
 from metarl.runs import check_run_dir
 from metarl.utils import check_seed
@@ -84,7 +84,7 @@ class TrainConfig:
     """Seeds per evaluation (mean and 95% CI over tasks and seeds)."""
     seed: int = 0
     """Seed of the policy initialisation, the training task sequence and the sampler."""
-    device: str = "cpu"
+    device: Device = "cpu"
     """cpu, cuda, cuda:N or auto (this call's: a run resumes on any device)."""
     threads: int = 0
     """Torch CPU threads (0: torch's default; 1 is fastest on a busy machine)."""

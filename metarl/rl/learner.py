@@ -94,8 +94,10 @@ class TrpoMetaLearner:
         self.device = torch.device(device)
         self.policy = policy.to(self.device)
         self.keys = self._adapted_keys(adapt_log_std)
+        dtype = next(self.policy.parameters()).dtype
         self.rule = InnerLR(self.keys, inner_steps, inner_lr,
-                            algorithm.lr_kind if inner_steps > 0 else "fixed").to(self.device)
+                            algorithm.lr_kind if inner_steps > 0 else "fixed").to(self.device,
+                                                                                   dtype)
         self.eval_inner_lr = eval_inner_lr
         self.inner_steps = inner_steps
         self.fvp_subsample = fvp_subsample

@@ -25,7 +25,7 @@ from metarl.core import (
     get_params,
     resolve_device,
 )
-from metarl.options import OptFloat, OptInt, RunDir, choices
+from metarl.options import Device, OptFloat, OptInt, RunDir, choices
 from metarl.runs import check_run_dir, evaluation_paths
 from metarl.supervised.models import TASKS, build_model
 from metarl.supervised.tasks import LinearTaskSpec
@@ -79,7 +79,7 @@ class SupervisedConfig:
     """Seed of the model initialisation and the training task sequence."""
     eval_seed: int = 1_000
     """Seed of the held-out evaluation tasks (the same set for every run)."""
-    device: str = "cpu"
+    device: Device = "cpu"
     """cpu, cuda, cuda:N or auto (this call's: a run resumes on any device)."""
     run_root: str = "runs"
     """Folder holding run folders."""
@@ -231,7 +231,7 @@ class SupervisedEvalConfig:
     """Inner lr, any finite sign (default: the run's eval_inner_lr or training rule)."""
     seed: OptInt = None
     """Seed of the held-out tasks (default: the run's eval_seed)."""
-    device: str = "cpu"
+    device: Device = "cpu"
     """cpu, cuda, cuda:N or auto (this call's, whatever the run was trained on)."""
     out: Annotated[str | None, tyro.conf.arg(metavar="NAME")] = None
     """Name of this evaluation's outputs in RUN_DIR/evaluations/ (default: iter<N>-<time>);

@@ -272,3 +272,56 @@ def test_maml_trpo_improves_the_meta_objective() -> None:
     post = [log["adapt/return_step1"] for log in logs]
     assert all(log["trpo/nonfinite_skipped"] == 0.0 for log in logs)
     assert np.mean(post[-2:]) > np.mean(post[:2]) + 1.0, post
+
+
+@pytest.mark.parametrize("algo", ["metasgd", "lslr"])
+def test_learned_inner_lrs_are_meta_parameters_under_trpo(algo: str) -> None:
+    learner = _learner(algo=algo, inner_steps=2, max_kl=0.05)
+    assert learner.rule.learned and learner.rule.lrs.shape[0] == (2 if algo == "lslr" else 1)
+    batch = _batch(learner)
+    params = get_params(learner.policy)
+    loss, _ = learner.meta_objective(params, batch, vectorize=True)
+    (grad,) = torch.autograd.grad(loss, [learner.rule.lrs])
+    # d loss / d lr[row, key] against central differences of the meta-objective
+    row, col = grad.shape[0] - 1, 0
+    eps = 1e-6
+    with torch.no_grad():
+        base = learner.rule.lrs[row, col].item()
+        values = []
+        for sign in (1.0, -1.0):
+            learner.rule.lrs[row, col] = base + sign * eps
+            values.append(float(learner.meta_objective(params, batch, vectorize=True)[0]))
+        learner.rule.lrs[row, col] = base
+    assert math.isclose(float(grad[row, col]), (values[0] - values[1]) / (2 * eps),
+                        rel_tol=1e-5, abs_tol=1e-9)
+    before = learner.rule.lrs.detach().clone()
+    logs = learner.meta_update(batch)
+    assert logs["trpo/accepted"] == 1.0
+    assert not torch.equal(learner.rule.lrs.detach(), before)  # TRPO moved the rates
+    restored = _learner(algo=algo, inner_steps=2)
+    restored.load_state_dict(learner.state_dict())
+    assert torch.equal(restored.rule.lrs, learner.rule.lrs)
+
+
+def test_checkpoints_from_before_the_seam_load_or_say_why() -> None:
+    old = {"policy": _learner(5).policy.state_dict(), "iterations": 7}  # format 1
+    fresh = _learner()
+    fresh.load_state_dict(old)
+    assert fresh.iterations == 7 and torch.equal(_flat(fresh), _flat(_learner(5)))
+    with pytest.raises(ValueError, match="older metarl"):
+        _learner(algo="metasgd").load_state_dict(old)
+
+
+def test_evaluation_uses_the_learned_rule_by_default() -> None:
+    learner = _learner(algo="metasgd")
+    sampler = _sampler()
+    tasks = sampler.env.sample_tasks(T)
+    for rate in (0.0, 0.3):
+        with torch.no_grad():
+            learner.rule.lrs.fill_(rate)  # the learned rates, as a trained run holds them
+        by_rule = learner.adapt_and_evaluate(sampler, tasks, inner_steps=1, seed=3)
+        by_value = learner.adapt_and_evaluate(sampler, tasks, inner_steps=1, inner_lr=rate,
+                                              seed=3)
+        np.testing.assert_allclose(by_rule, by_value, rtol=1e-10)
+    frozen = learner.adapt_and_evaluate(sampler, tasks, inner_steps=1, inner_lr=0.0, seed=3)
+    assert not np.allclose(by_rule[1], frozen[1])  # the rule's 0.3 was used, not 0

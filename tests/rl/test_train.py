@@ -255,3 +255,83 @@ def test_default_agent(tmp_path: Path) -> None:
     if FULL:  # the default agent learns: adaptation helps (its time: scripts/rl_results.py)
         mean = ev["overall"]["mean"]
         assert mean[1] > mean[0]
+
+
+# --------------------------------------------------------------------------------------------
+# What a new user hit: early checkpoints, resume messages, the device, the console
+# --------------------------------------------------------------------------------------------
+
+
+def _cli_argv(tmp_path: Path, *extra: str) -> list[str]:
+    argv = [sys.executable, "-m", "metarl.cli", "train", "--run-root", str(tmp_path)]
+    for k, v in TINY.items():
+        if k != "progress":
+            argv += [f"--{k.replace('_', '-')}", str(v)]
+    return [*argv, *extra]  # the last occurrence of an option wins
+
+
+@pytest.mark.slow
+def test_first_checkpoint_after_iteration_one_and_resume_says_from_where(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = main(tiny(tmp_path, iterations=3, checkpoint_every=100))
+    names = [p.name for p in sorted((run_dir / "checkpoints").glob("*.pt"))]
+    assert names == ["ckpt_00000001.pt", "ckpt_00000003.pt"]  # first iteration, then the end
+    capsys.readouterr()
+    main(TrainConfig(resume=str(run_dir), iterations=4, progress=False))
+    out = capsys.readouterr().out
+    assert f"resuming {run_dir} from iteration 3 (ckpt_00000003.pt)" in out
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(config_to_json(tiny(tmp_path))))
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(ValueError, match="has no checkpoint yet.*start a new run"):
+        TrainConfig(resume=str(tmp_path))
+
+
+@pytest.mark.slow
+def test_a_cuda_run_resumes_and_evaluates_on_the_cpu(tmp_path: Path) -> None:
+    """The device belongs to the call: a config.json saying cuda loads without CUDA."""
+    from metarl.rl.evaluate_cmd import EvalConfig
+    from metarl.rl.evaluate_cmd import main as evaluate
+
+    run_dir = main(tiny(tmp_path, iterations=1))
+    saved = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**saved, "device": "cuda:0"}))
+    assert load_config(run_dir).device == "cpu"
+    main(TrainConfig(resume=str(run_dir), iterations=2, device="cpu", progress=False))
+    assert evaluate(EvalConfig(str(run_dir), device="cpu", seeds=1)).is_file()
+
+
+@pytest.mark.slow
+def test_console_convention(tmp_path: Path) -> None:
+    """--no-progress: a line per iteration on stdout; table and run folder on stdout; the
+    bar (with --progress) and errors on stderr."""
+    quiet = subprocess.run(_cli_argv(tmp_path / "a", "--iterations", "2", "--no-progress"),
+                           capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr
+    lines = quiet.stdout.splitlines()
+    assert [ln.split()[0] for ln in lines if ln.startswith("[")] == ["[1]", "[2]"]
+    assert "| inner steps | return (mean +- 95% CI) |" in quiet.stdout
+    assert lines[-1].startswith("run folder: ") and "run folder" not in quiet.stderr
+    bar = subprocess.run(_cli_argv(tmp_path / "b", "--iterations", "2"), capture_output=True,
+                         text=True, cwd=REPO, timeout=300)
+    assert bar.returncode == 0, bar.stderr
+    assert not any(ln.startswith("[") for ln in bar.stdout.splitlines())
+    assert "2/2" in bar.stderr and bar.stdout.splitlines()[-1].startswith("run folder: ")
+    bad = subprocess.run(_cli_argv(tmp_path / "c", "--meta-batch", "0"), capture_output=True,
+                         text=True, cwd=REPO, timeout=300)
+    assert bad.returncode == 2 and "meta_batch" in bad.stderr and not bad.stdout
+
+
+def test_help_lists_choices_and_names_positionals() -> None:
+    env = {**os.environ, "COLUMNS": "200"}
+    train = subprocess.run([sys.executable, "-m", "metarl.cli", "train", "--help"],
+                           capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    assert "--env {HalfCheetahVel,HalfCheetahDir," in train.stdout
+    assert "--algo {maml,fomaml,anil,metasgd,lslr}" in train.stdout
+    assert "{None}" not in train.stdout
+    ev = subprocess.run([sys.executable, "-m", "metarl.cli", "evaluate", "--help"],
+                        capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    assert "usage: metarl evaluate [-h] [OPTIONS] RUN_DIR" in ev.stdout
+    assert "{None}" not in ev.stdout and "--device {cpu,cuda,cuda:N,auto}" in ev.stdout

@@ -115,3 +115,21 @@ def test_config_derived_values_and_direct_main(tmp_path: Path) -> None:
     assert run_dir.parent == tmp_path and (run_dir / "eval.json").exists()
     with pytest.raises(RunError, match="iterations must be >= the checkpoint's iteration"):
         main(SupervisedConfig(resume=str(run_dir), iterations=2, progress=False))
+
+
+def test_console_convention_and_device_of_the_call(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """--no-progress prints a line per log window, the table and the run folder on stdout;
+    a run whose config says cuda resumes and evaluates on the CPU."""
+    run_dir = run(tmp_path, "--iterations", "10")
+    out = capsys.readouterr().out
+    assert [ln.split()[0] for ln in out.splitlines() if ln.startswith("[")] == ["[5]", "[10]"]
+    assert "| inner steps | query MSE (mean +- 95% CI) | median | diverged |" in out
+    assert out.splitlines()[-1] == f"run folder: {run_dir}"
+    saved = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**saved, "device": "cuda"}))
+    assert cli(["supervised", "--resume", str(run_dir), "--iterations", "12", "--no-progress",
+                "--device", "cpu"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert latest_checkpoint(run_dir) == run_dir / "checkpoints" / "ckpt_00000012.pt"
+    assert evaluate_run(run_dir, num_tasks=5, device="cpu")["iteration"] == 12
