@@ -41,7 +41,14 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from metarl.envs.core import Kernel, StepArrays, Task, check_split, check_task_type
+from metarl.envs.core import (
+    Kernel,
+    StepArrays,
+    Task,
+    check_positive,
+    check_split,
+    check_task_type,
+)
 
 # MuJoCo's instability warnings: on each of these it resets the simulation (mj_resetData).
 _BAD_WARNINGS = np.array([int(mujoco.mjtWarning.mjWARN_BADQPOS),
@@ -54,13 +61,6 @@ PHYSICS_BACKENDS = ("auto", "batch", "data")
 PRESETS = ("paper", "fast")
 
 StepResult = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
-
-
-def check_positive(field: str, value: object) -> int:
-    """``value`` as an int, or a ``ValueError`` naming ``field`` and the allowed values."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"'{field}' must be a positive integer (>= 1), got {value!r}")
-    return int(value)
 
 
 def has_mujoco_batch() -> bool:

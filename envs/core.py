@@ -84,9 +84,11 @@ def check_split(split: str) -> None:
         raise ValueError(f"'split' must be one of {SPLITS}, got {split!r}")
 
 
-def check_count(n: int, field: str = "n") -> None:
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
-        raise ValueError(f"'{field}' must be a positive integer, got {n!r}")
+def check_positive(field: str, value: object) -> int:
+    """``value`` as an int, or a ``ValueError`` naming ``field`` and the allowed values."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"'{field}' must be a positive integer (>= 1), got {value!r}")
+    return int(value)
 
 
 def check_task_type(task: object, expected: type[Task]) -> None:

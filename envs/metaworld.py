@@ -33,7 +33,7 @@ import gymnasium
 import numpy as np
 
 from metarl.envs.batched import GymVectorTaskEnv
-from metarl.envs.core import SPLITS, Task, check_count, check_split
+from metarl.envs.core import SPLITS, Task, check_positive, check_split
 
 BENCHMARKS = ("ML1", "ML10", "ML45")
 GOALS_PER_CLASS = 50  # Meta-World's _N_GOALS
@@ -151,7 +151,7 @@ def sample_metaworld_tasks(rng: np.random.Generator, n: int, benchmark: str, spl
                            env_name: str | None = None,
                            goal_seed: int = 0) -> list[MetaWorldTask]:
     """``n`` tasks: a class uniformly from the split's classes, then one of its 50 goals."""
-    check_count(n)
+    check_positive("n", n)
     names = class_names(benchmark, split, env_name)
     tasks = []
     for _ in range(n):
@@ -343,7 +343,7 @@ class MetaWorldVecEnv(GymVectorTaskEnv):
         if vectorization_mode not in VECTORIZATION_MODES:
             raise ValueError(f"'vectorization_mode' must be one of {VECTORIZATION_MODES}, "
                              f"got {vectorization_mode!r}")
-        check_count(num_envs, "num_envs")
+        check_positive("num_envs", num_envs)
         class_names(benchmark, "train", env_name)
         self.benchmark, self.env_name, self.goal_seed = benchmark, env_name, goal_seed
         fn = _EnvFn({"benchmark": benchmark, "env_name": env_name, "horizon": horizon,

@@ -24,7 +24,7 @@ from metarl.envs.core import (
     Kernel,
     StepArrays,
     Task,
-    check_count,
+    check_positive,
     check_split,
     check_task_type,
     test_split_rng,
@@ -142,7 +142,7 @@ class MujocoTaskEnv(gymnasium.Env):  # type: ignore[type-arg]
 
     def sample_tasks(self, n: int, split: str = "train") -> list[Task]:
         """``n`` tasks of ``split`` ("train": from ``np_random``; "test": fixed held-out set)."""
-        check_count(n)
+        check_positive("n", n)
         check_split(split)
         if split == "test":
             return self.test_tasks(n)
@@ -158,7 +158,7 @@ class MujocoTaskEnv(gymnasium.Env):  # type: ignore[type-arg]
     @classmethod
     def test_tasks(cls, n: int) -> list[Task]:
         """The first ``n`` tasks of the held-out sequence (independent of any seed)."""
-        check_count(n)
+        check_positive("n", n)
         return cls.draw(test_split_rng(cls.name), n)
 
     def set_task(self, task: Task) -> None:

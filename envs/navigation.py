@@ -23,7 +23,7 @@ from gymnasium.vector.utils import batch_space
 
 from metarl.envs.core import (
     Task,
-    check_count,
+    check_positive,
     check_split,
     check_task_type,
     check_vector_range,
@@ -57,7 +57,7 @@ def draw_goals(rng: np.random.Generator, n: int) -> list[Task]:
 
 def test_tasks(n: int) -> list[Task]:
     """The first ``n`` held-out tasks (a fixed sequence, independent of any seed)."""
-    check_count(n)
+    check_positive("n", n)
     return draw_goals(test_split_rng(NAME), n)
 
 
@@ -66,7 +66,7 @@ test_tasks.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 def sample_split(rng: np.random.Generator, n: int, split: str) -> list[Task]:
     """``n`` tasks: held-out ones for "test", else draws from ``rng`` that avoid them."""
-    check_count(n)
+    check_positive("n", n)
     check_split(split)
     if split == "test":
         return test_tasks(n)
@@ -145,9 +145,9 @@ class Navigation2DVec(VectorEnv):  # type: ignore[type-arg]
 
     def __init__(self, num_envs: int, horizon: int | None = HORIZON,
                  seed: int | None = None) -> None:
-        check_count(num_envs, "num_envs")
+        check_positive("num_envs", num_envs)
         horizon = HORIZON if horizon is None else horizon
-        check_count(horizon, "horizon")
+        check_positive("horizon", horizon)
         self.num_envs = int(num_envs)
         self.horizon = int(horizon)
         self.single_observation_space = observation_space()
