@@ -41,7 +41,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from metarl.envs.core import (
+from .core import (
     Kernel,
     StepArrays,
     Task,
@@ -543,7 +543,7 @@ class GymVectorTaskEnv(BatchedTaskEnv):
 
 
 def _registration() -> Any:
-    from metarl.envs import registration  # the distributions' module, imported when needed
+    from . import registration  # the distributions' module, imported when needed
 
     return registration
 
@@ -604,16 +604,16 @@ def make_batched(name: str, num_envs: int, *, horizon: int | None = None, preset
                          f"got {vectorization_mode!r}")
     steps = resolve_horizon(name, horizon, preset)
     if name == "Navigation2D":
-        from metarl.envs.navigation import Navigation2DVec
+        from .navigation import Navigation2DVec
 
-        env: BatchedTaskEnv = Navigation2DVec(num_envs, horizon=steps, seed=seed)
+        env: BatchedTaskEnv = Navigation2DVec(num_envs, horizon=steps, seed=seed)  # type: ignore[assignment]
         return env
     kernel = _mujoco_kernel(name)
     if kernel is not None and steps is not None:
         return MujocoBatchedEnv(kernel, gymnasium.make(gym_id(name)), num_envs, horizon=steps,
                                 seed=seed, num_threads=num_threads, physics=physics)
     if _is_metaworld_name(name):
-        from metarl.envs import metaworld
+        from . import metaworld
 
         vec: Any = metaworld.make_metaworld(
             name, num_envs, horizon=steps or metaworld.HORIZON, seed=seed,
@@ -626,7 +626,7 @@ def _is_metaworld_name(name: str) -> bool:
     """Whether ``name`` is a Meta-World benchmark name (``"ML1-reach-v3"``, ``"ML10"``, ...)."""
     if name in gymnasium.registry:
         return False
-    from metarl.envs import metaworld  # imports without the metaworld package
+    from . import metaworld  # imports without the metaworld package
 
     try:
         metaworld.parse_name(name)

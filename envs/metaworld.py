@@ -32,8 +32,8 @@ from typing import Any, ClassVar
 import gymnasium
 import numpy as np
 
-from metarl.envs.batched import GymVectorTaskEnv
-from metarl.envs.core import SPLITS, Task, check_positive, check_split
+from .batched import GymVectorTaskEnv
+from .core import SPLITS, Task, check_positive, check_split
 
 BENCHMARKS = ("ML1", "ML10", "ML45")
 GOALS_PER_CLASS = 50  # Meta-World's _N_GOALS

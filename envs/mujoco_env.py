@@ -14,13 +14,13 @@ Off-Policy Meta-Reinforcement Learning via Probabilistic Context Variables" (PEA
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
 
-from metarl.envs.core import (
+from .core import (
     Kernel,
     StepArrays,
     Task,
@@ -29,8 +29,6 @@ from metarl.envs.core import (
     check_task_type,
     test_split_rng,
 )
-
-TaskDraw = Callable[[np.random.Generator, int], list[Task]]
 
 # Training draws are rejected if they coincide with one of this many held-out tasks
 # (a probability-zero event for continuous tasks; the check makes "never" literal).
@@ -90,7 +88,7 @@ class RewardTaskKernel:
     """Base of kernels whose task lives in the reward only (velocity, direction, goal): the
     base env's default kwargs, the task's fields as reward parameters, one shared MjModel."""
 
-    base_kwargs: ClassVar[dict[str, Any]] = {}
+    base_kwargs: dict[str, Any] = {}
 
     def task_params(self, tasks: Sequence[Task]) -> np.ndarray:
         return stack_params(tasks)
@@ -120,8 +118,12 @@ class MujocoTaskEnv(gymnasium.Env):  # type: ignore[type-arg]
     kernel: ClassVar[Kernel]
     task_type: ClassVar[type[Task]]
     default_task: ClassVar[Task]
-    draw: ClassVar[TaskDraw]
     discrete: ClassVar[bool] = False
+
+    @staticmethod
+    def draw(rng: np.random.Generator, n: int) -> list[Task]:
+        """``n`` tasks drawn from ``rng`` (each subclass sets its distribution's sampler)."""
+        raise NotImplementedError
 
     def __init__(self, render_mode: str | None = None, task: Task | None = None) -> None:
         kwargs = dict(self.kernel.base_kwargs)

@@ -21,7 +21,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from metarl.envs.core import (
+from .core import (
     Task,
     check_positive,
     check_split,
@@ -29,7 +29,7 @@ from metarl.envs.core import (
     check_vector_range,
     test_split_rng,
 )
-from metarl.envs.mujoco_env import TEST_GUARD
+from .mujoco_env import TEST_GUARD
 
 NAME = "Navigation2D"
 GOAL_RANGE = (-0.5, 0.5)

@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from metarl.envs.core import StepArrays, Task
-from metarl.envs.mujoco_env import (
+from .core import StepArrays, Task
+from .mujoco_env import (
     MujocoTaskEnv,
     ctrl_cost,
     uniform_uniform_reset,
@@ -113,7 +113,7 @@ class RandParamsKernel:
     """Hopper/Walker2d-v5: reset noise qpos, qvel + U[-5e-3, 5e-3], reward
     ``healthy + v_x - 1e-3 sum(a^2)``, and a per-task ``MjModel``."""
 
-    base_kwargs: ClassVar[dict[str, Any]] = {}
+    base_kwargs: dict[str, Any] = {}
     frame_skip = 4
     needs_cfrc_ext = False
     base_id: str

@@ -17,7 +17,7 @@ import importlib
 
 import gymnasium
 
-from metarl.envs.core import Kernel, Task
+from .core import Kernel, Task
 
 # name -> (module, env class, task class)
 _ENTRIES: dict[str, tuple[str, str, str]] = {

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from metarl.envs.batched import BatchedTaskEnv
+from .batched import BatchedTaskEnv
 
 _ADAPTER: type | None = None
 
@@ -50,7 +50,7 @@ def _adapter_class() -> type:
         def reset(self) -> np.ndarray:
             seeds = None if all(s is None for s in self._seeds) else list(self._seeds)
             options = self._options[0] or None
-            obs, _ = self.vec.reset(seed=seeds, options=options)
+            obs, _ = self.vec.reset(seed=seeds, options=options)  # type: ignore[arg-type]
             self._reset_seeds()
             self._reset_options()
             return obs.astype(self.observation_space.dtype, copy=False)  # type: ignore[arg-type]
