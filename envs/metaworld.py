@@ -32,14 +32,13 @@ from typing import Any, ClassVar
 import gymnasium
 import numpy as np
 
-from .batched import GymVectorTaskEnv
 from .core import SPLITS, Task, check_positive, check_split
+from .gym_vector import GymVectorTaskEnv
 
 BENCHMARKS = ("ML1", "ML10", "ML45")
 GOALS_PER_CLASS = 50  # Meta-World's _N_GOALS
 HORIZON = 500  # Meta-World's max_path_length
 NAMESPACE = "MetaWorld"
-VECTORIZATION_MODES = ("sync", "async")
 _INSTALL_HINT = ("Meta-World is not installed: pip install 'metarl[metaworld]' "
                  "(in its own venv: make .venv-mw/.installed)")
 
@@ -321,7 +320,7 @@ def _success(info: dict[str, Any], num_envs: int) -> np.ndarray:
 class MetaWorldVecEnv(GymVectorTaskEnv):
     """``num_envs`` Meta-World envs of one benchmark, one task each, stepped together.
 
-    :class:`~metarl.envs.batched.GymVectorTaskEnv` (``make_batched`` returns this class for
+    :class:`~metarl.envs.gym_vector.GymVectorTaskEnv` (``make_batched`` returns this class for
     Meta-World names) with Meta-World's task sampler and ``info["success"]``, bool ``[N]``
     (the final step's flag for envs reset in that step). Finished envs reset in the same
     ``step`` (``AutoresetMode.SAME_STEP``); ``info["final_obs"]`` is a float64 ``[N, d]``
@@ -340,9 +339,6 @@ class MetaWorldVecEnv(GymVectorTaskEnv):
     def __init__(self, benchmark: str, num_envs: int, *, env_name: str | None = None,
                  horizon: int = HORIZON, seed: int | None = None, goal_seed: int = 0,
                  vectorization_mode: str = "sync") -> None:
-        if vectorization_mode not in VECTORIZATION_MODES:
-            raise ValueError(f"'vectorization_mode' must be one of {VECTORIZATION_MODES}, "
-                             f"got {vectorization_mode!r}")
         check_positive("num_envs", num_envs)
         class_names(benchmark, "train", env_name)
         self.benchmark, self.env_name, self.goal_seed = benchmark, env_name, goal_seed

@@ -18,7 +18,6 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
-from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from .core import (
@@ -29,6 +28,7 @@ from .core import (
     check_vector_range,
     test_split_rng,
 )
+from .interface import TaskVectorEnv
 from .mujoco_env import TEST_GUARD
 
 NAME = "Navigation2D"
@@ -133,15 +133,13 @@ class Navigation2DEnv(gymnasium.Env):  # type: ignore[type-arg]
             "distance": float(-reward[0])}
 
 
-class Navigation2DVec(VectorEnv):  # type: ignore[type-arg]
-    """``num_envs`` Navigation2D envs stepped as NumPy arrays (the batched-engine interface).
+class Navigation2DVec(TaskVectorEnv):
+    """``num_envs`` Navigation2D envs stepped as NumPy arrays (the batched-env interface).
 
     A finished env (goal reached or ``horizon`` steps) resets inside ``step``
     (``AutoresetMode.SAME_STEP``); its last observation is in ``info["final_obs"]`` where
     ``info["_final_obs"]`` is True.
     """
-
-    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(self, num_envs: int, horizon: int | None = HORIZON,
                  seed: int | None = None) -> None:
@@ -165,18 +163,14 @@ class Navigation2DVec(VectorEnv):  # type: ignore[type-arg]
 
     def set_tasks(self, tasks: Sequence[Task]) -> None:
         """One task per env (``len(tasks) == num_envs``)."""
-        if len(tasks) != self.num_envs:
-            raise ValueError(f"'tasks' must hold num_envs={self.num_envs} tasks, "
-                             f"got {len(tasks)}")
-        for t in tasks:
-            check_task_type(t, Navigation2DTask)
-        self._tasks = list(tasks)
-        self._goals = np.array([t.goal for t in tasks], dtype=np.float64)  # type: ignore[attr-defined]
+        self._tasks = self._check_tasks(tasks, Navigation2DTask)
+        self._goals = np.array([t.goal for t in self._tasks],  # type: ignore[attr-defined]
+                               dtype=np.float64)
 
     def get_tasks(self) -> list[Task]:
         return list(self._tasks)
 
-    def reset(self, *, seed: int | list[int] | None = None,
+    def reset(self, *, seed: int | Sequence[int | None] | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         if seed is not None:
             self._np_random, _ = seeding.np_random(seed if isinstance(seed, int) else seed[0])

@@ -1,4 +1,4 @@
-"""stable-baselines3 ``VecEnv`` view of a :class:`~metarl.envs.batched.BatchedTaskEnv`.
+"""stable-baselines3 ``VecEnv`` view of a :class:`~metarl.envs.interface.BatchedTaskEnv`.
 
 SB3 (Raffin et al., 2021, "Stable-Baselines3: Reliable Reinforcement Learning
 Implementations", JMLR) steps a ``VecEnv``: ``step_wait`` returns ``(obs, rewards, dones,
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .batched import BatchedTaskEnv
+from .interface import BatchedTaskEnv
 
 _ADAPTER: type | None = None
 
@@ -50,7 +50,7 @@ def _adapter_class() -> type:
         def reset(self) -> np.ndarray:
             seeds = None if all(s is None for s in self._seeds) else list(self._seeds)
             options = self._options[0] or None
-            obs, _ = self.vec.reset(seed=seeds, options=options)  # type: ignore[arg-type]
+            obs, _ = self.vec.reset(seed=seeds, options=options)
             self._reset_seeds()
             self._reset_options()
             return obs.astype(self.observation_space.dtype, copy=False)  # type: ignore[arg-type]

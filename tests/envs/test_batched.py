@@ -563,17 +563,17 @@ def test_mujoco_batch_reset_matches_mj_reset_data() -> None:
 @needs_batch
 def test_physics_backend_choice_and_mujoco3_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     """``auto`` takes mujoco.batch when it can, and one MjData per env on MuJoCo 3.x."""
-    from metarl.envs import batched
+    from metarl.envs import physics
 
-    assert batched.physics_backend("auto", needs_cfrc_ext=False) is BatchPhysics
-    assert batched.physics_backend("auto", needs_cfrc_ext=True) is DataPhysics
-    assert batched.physics_backend("data", needs_cfrc_ext=False) is DataPhysics
+    assert physics.physics_backend("auto", needs_cfrc_ext=False) is BatchPhysics
+    assert physics.physics_backend("auto", needs_cfrc_ext=True) is DataPhysics
+    assert physics.physics_backend("data", needs_cfrc_ext=False) is DataPhysics
     with pytest.raises(ValueError, match="'physics' cannot be 'batch': this kernel reads"):
-        batched.physics_backend("batch", needs_cfrc_ext=True)
+        physics.physics_backend("batch", needs_cfrc_ext=True)
     with pytest.raises(ValueError, match=r"'physics' must be one of \('auto', 'batch', 'data'\)"):
-        batched.physics_backend("gpu", needs_cfrc_ext=False)
-    monkeypatch.setattr(batched, "has_mujoco_batch", lambda: False)  # as on MuJoCo 3.x
-    assert batched.physics_backend("auto", needs_cfrc_ext=False) is DataPhysics
+        physics.physics_backend("gpu", needs_cfrc_ext=False)
+    monkeypatch.setattr(physics, "has_mujoco_batch", lambda: False)  # as on MuJoCo 3.x
+    assert physics.physics_backend("auto", needs_cfrc_ext=False) is DataPhysics
     assert isinstance(make_engine(CheetahKernel(), 2, 5)._physics, DataPhysics)
     with pytest.raises(ValueError, match="this MuJoCo has no mujoco.batch"):
-        batched.physics_backend("batch", needs_cfrc_ext=False)
+        physics.physics_backend("batch", needs_cfrc_ext=False)
