@@ -14,12 +14,10 @@ module held all of them.
 
 from __future__ import annotations
 
-from typing import Any
-
 import gymnasium
 
 from . import metaworld  # imports without the metaworld package
-from .core import Kernel, check_positive
+from .core import check_positive
 from .engine import MujocoBatchedEnv, env_rngs
 from .gym_vector import (
     VECTORIZATION_MODES,
@@ -29,6 +27,7 @@ from .gym_vector import (
     set_vector_tasks,
 )
 from .interface import BatchedTaskEnv, StepResult, TaskVectorEnv
+from .navigation import NAME as NAVIGATION
 from .navigation import Navigation2DVec
 from .physics import (
     PHYSICS_BACKENDS,
@@ -38,48 +37,24 @@ from .physics import (
     has_mujoco_batch,
     physics_backend,
 )
+from .registration import DISTRIBUTIONS, HORIZONS, PRESET_NAMES, get_kernel, gym_id
 
 __all__ = [
-    "PHYSICS_BACKENDS", "PRESETS", "VECTORIZATION_MODES", "BatchPhysics", "BatchedTaskEnv",
+    "PHYSICS_BACKENDS", "VECTORIZATION_MODES", "BatchPhysics", "BatchedTaskEnv",
     "DataPhysics", "EnvFn", "GymVectorTaskEnv", "MujocoBatchedEnv", "StepResult",
     "TaskVectorEnv", "check_positive", "default_num_threads", "env_rngs", "gym_id",
     "has_mujoco_batch", "make_batched", "physics_backend", "resolve_horizon",
     "set_vector_tasks",
 ]
 
-PRESETS = ("paper", "fast")
-
-
-def _registration() -> Any:
-    from . import registration  # the distributions' module, imported when needed
-
-    return registration
-
-
-def _mujoco_kernel(name: str) -> Kernel | None:
-    reg = _registration()
-    if name == "Navigation2D" or name not in reg.DISTRIBUTIONS:
-        return None
-    try:
-        kernel = reg.get_kernel(name)
-    except (KeyError, ValueError):
-        return None
-    return kernel if isinstance(kernel, Kernel) else None
-
 
 def resolve_horizon(name: str, horizon: int | None, preset: str) -> int | None:
     """``horizon`` if given, else ``HORIZONS[name][preset]`` (None for names it lacks)."""
-    if preset not in PRESETS:
-        raise ValueError(f"'preset' must be one of {PRESETS}, got {preset!r}")
+    if preset not in PRESET_NAMES:
+        raise ValueError(f"'preset' must be one of {PRESET_NAMES}, got {preset!r}")
     if horizon is not None:
         return check_positive("horizon", horizon)
-    horizons = _registration().HORIZONS
-    return int(horizons[name][preset]) if name in horizons else None
-
-
-def gym_id(name: str) -> str:
-    """``metarl/<name>-v0`` for the suite's distributions, else ``name`` itself."""
-    return f"metarl/{name}-v0" if name in _registration().DISTRIBUTIONS else name
+    return HORIZONS[name][preset] if name in HORIZONS else None
 
 
 def make_batched(name: str, num_envs: int, *, horizon: int | None = None, preset: str = "paper",
@@ -109,12 +84,12 @@ def make_batched(name: str, num_envs: int, *, horizon: int | None = None, preset
         check_positive("num_threads", num_threads)
     check_vectorization_mode(vectorization_mode)
     steps = resolve_horizon(name, horizon, preset)
-    if name == "Navigation2D":
+    if name == NAVIGATION:
         return Navigation2DVec(num_envs, horizon=steps, seed=seed)
-    kernel = _mujoco_kernel(name)
-    if kernel is not None and steps is not None:
-        return MujocoBatchedEnv(kernel, gymnasium.make(gym_id(name)), num_envs, horizon=steps,
-                                seed=seed, num_threads=num_threads, physics=physics)
+    if name in DISTRIBUTIONS and steps is not None:
+        return MujocoBatchedEnv(get_kernel(name), gymnasium.make(gym_id(name)), num_envs,
+                                horizon=steps, seed=seed, num_threads=num_threads,
+                                physics=physics)
     if _is_metaworld_name(name):
         return metaworld.make_metaworld(name, num_envs, horizon=steps or metaworld.HORIZON,
                                         seed=seed, vectorization_mode=vectorization_mode)

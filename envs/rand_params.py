@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .core import StepArrays, Task
+from .mujoco_env import PHYSICS_FIELDS as FIELDS  # the fields a task scales, in draw order
 from .mujoco_env import (
     MujocoTaskEnv,
     ctrl_cost,
@@ -26,20 +27,19 @@ from .mujoco_env import (
     x_velocity,
 )
 
-FIELDS = ("body_mass", "body_inertia", "dof_damping", "geom_friction")
 # Each field's factor is LOG_SCALE_BASE[field] ** U[-3, 3], as rand_param_envs draws it.
 LOG_SCALE_BASE = {"body_mass": 1.5, "body_inertia": 1.5, "dof_damping": 1.3,
                   "geom_friction": 1.5}
 LOG_SCALE_RANGE = (-3.0, 3.0)
+HEALTHY_REWARD = 1.0
+CTRL_COST_WEIGHT = 1e-3
+RESET_NOISE_SCALE = 5e-3
 
 
 def scale_range(field: str) -> tuple[float, float]:
     """The factors ``field`` can take: ``[base ** -3, base ** 3]``."""
     base = LOG_SCALE_BASE[field]
     return base ** LOG_SCALE_RANGE[0], base ** LOG_SCALE_RANGE[1]
-HEALTHY_REWARD = 1.0
-CTRL_COST_WEIGHT = 1e-3
-RESET_NOISE_SCALE = 5e-3
 
 
 @dataclasses.dataclass(frozen=True)

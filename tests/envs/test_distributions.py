@@ -232,6 +232,23 @@ def test_horizons_paper_and_fast() -> None:
             == HORIZONS[name]["fast"]
     assert HORIZONS["HalfCheetahVel"] == {"paper": 200, "fast": 100}
     assert HORIZONS["Navigation2D"] == {"paper": 100, "fast": 100}
+
+
+def test_names_presets_and_horizons_have_one_source() -> None:
+    """The preset names, the horizons and the ids come from registration alone."""
+    from metarl.envs import batched, navigation, registration
+
+    assert registration.PRESET_NAMES == ("paper", "fast")
+    assert all(tuple(HORIZONS[name]) == registration.PRESET_NAMES for name in DISTRIBUTIONS)
+    assert HORIZONS["Navigation2D"]["paper"] == navigation.HORIZON
+    for preset in registration.PRESET_NAMES:
+        assert batched.resolve_horizon("AntVel", None, preset) == HORIZONS["AntVel"][preset]
+    with pytest.raises(ValueError, match=r"'preset' must be one of \('paper', 'fast'\)"):
+        batched.resolve_horizon("AntVel", None, "slow")
+    assert not hasattr(batched, "PRESETS")  # the old copy of the preset names
+    assert batched.gym_id is registration.gym_id
+    assert registration.gym_id("AntVel") == "metarl/AntVel-v0"
+    assert registration.gym_id("Pendulum-v1") == "Pendulum-v1"  # any other Gymnasium id
     env = make("HalfCheetahVel", max_episode_steps=100)
     env.reset(seed=0)
     steps = [env.step(env.action_space.sample())[3] for _ in range(100)]
