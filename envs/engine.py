@@ -40,6 +40,7 @@ from gymnasium.vector.utils import batch_space
 
 from .core import Kernel, StepArrays, Task, check_positive, check_split
 from .interface import StepResult, TaskVectorEnv
+from .models import make_base_env
 from .physics import BatchPhysics, DataPhysics, default_num_threads, physics_backend
 
 
@@ -75,7 +76,7 @@ class MujocoBatchedEnv(TaskVectorEnv):
                                  default_num_threads() if num_threads is None else num_threads)
         self.kernel = kernel
         self._dist: Any = distribution.unwrapped
-        base: Any = gymnasium.make(kernel.base_id, **kernel.base_kwargs).unwrapped
+        base: Any = make_base_env(kernel.base_id, **kernel.base_kwargs)
         self._base_model: mujoco.MjModel = base.model
         self._init_qpos = np.array(base.init_qpos)
         self._init_qvel = np.array(base.init_qvel)

@@ -14,6 +14,7 @@ Off-Policy Meta-Reinforcement Learning via Probabilistic Context Variables" (PEA
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -29,6 +30,7 @@ from .core import (
     check_task_type,
     test_split_rng,
 )
+from .models import make_base_env
 
 # Training draws are rejected if they coincide with one of this many held-out tasks
 # (a probability-zero event for continuous tasks; the check makes "never" literal).
@@ -130,9 +132,8 @@ class MujocoTaskEnv(gymnasium.Env):  # type: ignore[type-arg]
         if render_mode is not None:
             kwargs["render_mode"] = render_mode
         self.render_mode = render_mode
-        base: Any = gymnasium.make(self.kernel.base_id, **kwargs)
-        self._base: Any = base.unwrapped
-        self._base_model = _copy_model(self._base.model)
+        self._base: Any = make_base_env(self.kernel.base_id, **kwargs)
+        self._base_model = copy.deepcopy(self._base.model)  # the pristine model tasks scale
         self.metadata = dict(self._base.metadata)
         self.observation_space = self._base.observation_space
         self.action_space = self._base.action_space
@@ -243,12 +244,6 @@ def held_out_guard(cls: type[MujocoTaskEnv], n: int) -> frozenset[Task]:
     if key not in _GUARDS:
         _GUARDS[key] = frozenset(cls.test_tasks(n))
     return _GUARDS[key]
-
-
-def _copy_model(model: Any) -> Any:
-    import copy
-
-    return copy.deepcopy(model)
 
 
 # The physics fields randomised-parameter tasks change (as rand_param_envs / PEARL).
