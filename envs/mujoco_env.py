@@ -114,6 +114,9 @@ class MujocoTaskEnv(gymnasium.Env):  # type: ignore[type-arg]
     ``sample_tasks(n)`` draws from ``self.np_random`` (seeded by ``reset(seed=)``);
     ``sample_tasks(n, "test")`` returns the first ``n`` tasks of the fixed sequence drawn from
     :func:`~metarl.envs.core.test_split_rng`, the same in every run.
+
+    ``model``, ``data`` and ``dt`` are the live simulation, as on Gymnasium's MuJoCo envs
+    (``env.unwrapped.data.qpos``).
     """
 
     name: ClassVar[str]
@@ -137,9 +140,25 @@ class MujocoTaskEnv(gymnasium.Env):  # type: ignore[type-arg]
         self.metadata = dict(self._base.metadata)
         self.observation_space = self._base.observation_space
         self.action_space = self._base.action_space
-        self._dt = float(self._base.model.opt.timestep) * self.kernel.frame_skip
         self._task = self.default_task
         self.set_task(task if task is not None else self.default_task)
+
+    # ---- the simulation, as Gymnasium's MuJoCo envs expose it ---------------------------
+
+    @property
+    def model(self) -> Any:
+        """The live ``MjModel`` of the wrapped base env (a task's physics is written into it)."""
+        return self._base.model
+
+    @property
+    def data(self) -> Any:
+        """The live ``MjData`` of the wrapped base env: the state the observation reports."""
+        return self._base.data
+
+    @property
+    def dt(self) -> float:
+        """Seconds per env step: ``model.opt.timestep * kernel.frame_skip``."""
+        return float(self._base.model.opt.timestep) * self.kernel.frame_skip
 
     # ---- task distribution -------------------------------------------------------------
 
@@ -195,7 +214,7 @@ class MujocoTaskEnv(gymnasium.Env):  # type: ignore[type-arg]
         qpos_before = data.qpos.copy()
         self._base.do_simulation(a, self.kernel.frame_skip)
         s = StepArrays(qpos_before[None], data.qpos.copy()[None], data.qvel.copy()[None],
-                       a[None], self._cfrc(), self._dt)
+                       a[None], self._cfrc(), self.dt)
         rewards, parts = self.kernel.reward(s, self._params)
         terminated = bool(self.kernel.terminated(s.qpos_after, s.qvel_after)[0])
         info: dict[str, Any] = {k: float(v[0]) for k, v in parts.items()}

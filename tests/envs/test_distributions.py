@@ -185,7 +185,7 @@ def test_rand_params_change_physics(name: str) -> None:
     base = {f: getattr(env._base_model, f).copy() for f in FIELDS}
     task = env.sample_tasks(1)[0]
     env.set_task(task)
-    model = env._base.model
+    model = env.model
     for f in FIELDS:
         scale = np.asarray(getattr(task, f)).reshape(base[f].shape)
         np.testing.assert_array_equal(getattr(model, f), base[f] * scale)
@@ -204,6 +204,26 @@ def test_rand_params_change_physics(name: str) -> None:
     for f, base_f in (("body_mass", 1.5), ("dof_damping", 1.3), ("geom_friction", 1.5)):
         logs = np.log([getattr(t, f) for t in tasks]) / np.log(base_f)
         assert abs(logs.mean()) < 0.1 and abs(logs.var() - 3.0) < 0.2  # U[-3, 3]: var 36/12
+
+
+@pytest.mark.parametrize("name", MUJOCO)
+def test_model_data_and_dt_are_the_live_simulation(name: str) -> None:
+    """``env.unwrapped.model`` / ``data`` / ``dt`` as on Gymnasium's own MuJoCo envs."""
+    env = make(name)
+    sim = env.unwrapped
+    obs, _ = env.reset(seed=0)
+    qpos = sim.data.qpos.copy()
+    obs, *_ = env.step(np.full(env.action_space.shape, 0.5, dtype=np.float32))
+    assert not np.array_equal(sim.data.qpos, qpos)  # the live MjData, not a snapshot
+    skip = 2 if BASE[name] == "Ant-v5" else 1  # the observation drops the root x (and y)
+    nq = sim.model.nq
+    np.testing.assert_array_equal(obs[:nq - skip], sim.data.qpos[skip:])
+    np.testing.assert_array_equal(obs[nq - skip:nq - skip + sim.model.nv].clip(-10, 10),
+                                  sim.data.qvel.clip(-10, 10))  # Hopper/Walker clip qvel
+    assert sim.dt == sim.model.opt.timestep * sim.kernel.frame_skip
+    assert sim.dt == gymnasium.make(BASE[name]).unwrapped.dt  # Gymnasium's own value
+    sim.model.opt.timestep *= 2  # the live MjModel: dt follows it
+    assert sim.dt == pytest.approx(2 * gymnasium.make(BASE[name]).unwrapped.dt)
 
 
 @pytest.mark.parametrize("name", MUJOCO)
