@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import pickle
 import warnings
 from pathlib import Path
@@ -114,6 +116,59 @@ def test_json_round_trip(name: str, tmp_path: Path) -> None:
     assert loaded == tasks and all(type(t) is TASK_TYPES[name] for t in loaded)
     env.unwrapped.set_task(loaded[0])
     assert env.unwrapped.get_task() == tasks[0]
+
+
+def as_numpy(value: Any) -> Any:
+    """A task field as NumPy gives it: a float64 scalar or a float64 array."""
+    return np.array(value) if isinstance(value, tuple) else np.float64(value)
+
+
+@pytest.mark.parametrize("name", DISTRIBUTIONS)
+def test_tasks_built_from_numpy_equal_float_tasks(name: str, tmp_path: Path) -> None:
+    """NumPy scalars, arrays and lists become floats and tuples: equal, hash-equal, JSON."""
+    cls = TASK_TYPES[name]
+    floats = make(name).unwrapped.sample_tasks(2, split="test")
+    fields = [f.name for f in dataclasses.fields(cls)]
+    from_numpy = [cls(**{f: as_numpy(getattr(t, f)) for f in fields}) for t in floats]
+    from_lists = [cls(**{f: np.atleast_1d(getattr(t, f)).tolist() if isinstance(
+        getattr(t, f), tuple) else getattr(t, f) for f in fields}) for t in floats]
+    for task in from_numpy + from_lists:
+        for f in fields:
+            value = getattr(task, f)
+            assert type(value) is float or (type(value) is tuple and all(
+                type(v) is float for v in value)), (f, value)
+    assert from_numpy == floats == from_lists
+    assert [hash(t) for t in from_numpy] == [hash(t) for t in floats]
+    tasks_to_json(from_numpy, tmp_path / "tasks.json")
+    loaded = tasks_from_json(tmp_path / "tasks.json")
+    assert loaded == floats and {*loaded} == {*floats}
+
+
+def test_task_fields_reject_values_of_the_wrong_kind() -> None:
+    with pytest.raises(ValueError, match="task field 'velocity' must be a real number, got 'fast'"):
+        HalfCheetahVelTask("fast")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="task field 'direction' must be a real number, got True"):
+        HalfCheetahDirTask(True)
+    with pytest.raises(ValueError, match="task field 'goal' must be a 1-D sequence of numbers"):
+        Navigation2DTask(np.zeros((2, 2)))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="task field 'goal' must be a 1-D sequence of numbers"):
+        Navigation2DTask("ab")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"task field 'goal\[1\]' must be a real number"):
+        Navigation2DTask((0.1, None))  # type: ignore[arg-type]
+
+
+def test_metaworld_task_fields_normalise_without_metaworld() -> None:
+    from metarl.envs.metaworld_tasks import MetaWorldTask
+
+    task = MetaWorldTask(np.str_("ML1"), "reach-v3", "train", np.int64(3), np.int64(0),
+                         np.array([0.1, 0.2]))  # type: ignore[arg-type]
+    assert task == MetaWorldTask("ML1", "reach-v3", "train", 3, 0, (0.1, 0.2))
+    assert type(task.index) is int and type(task.benchmark) is str
+    assert json.loads(json.dumps(task.to_dict()))["rand_vec"] == [0.1, 0.2]
+    with pytest.raises(ValueError, match="task field 'index' must be an integer, got 2.5"):
+        MetaWorldTask("ML1", "reach-v3", "train", 2.5, 0, (0.1,))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="task field 'env_name' must be a string, got 3"):
+        MetaWorldTask("ML1", 3, "train", 2, 0, (0.1,))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("name", DISTRIBUTIONS)
