@@ -5,7 +5,8 @@ Importing this package registers every ``metarl/<Name>-v0`` id (see :mod:`.regis
 
 from __future__ import annotations
 
-from metarl.envs import registration
-from metarl.envs.registration import DISTRIBUTIONS, HORIZONS, TASK_TYPES, get_kernel
+from . import registration
+from .registration import DISTRIBUTIONS, HORIZONS, PRESET_NAMES, TASK_TYPES, get_kernel
 
-__all__ = ["DISTRIBUTIONS", "HORIZONS", "TASK_TYPES", "get_kernel", "registration"]
+__all__ = ["DISTRIBUTIONS", "HORIZONS", "PRESET_NAMES", "TASK_TYPES", "get_kernel",
+           "registration"]

@@ -17,9 +17,9 @@ import math
 
 import numpy as np
 
-from metarl.envs.core import StepArrays, Task, check_range, check_vector_range
-from metarl.envs.halfcheetah import check_direction, draw_direction
-from metarl.envs.mujoco_env import (
+from .core import StepArrays, Task, check_range, check_vector_range
+from .halfcheetah import check_direction, draw_direction
+from .mujoco_env import (
     MujocoTaskEnv,
     RewardTaskKernel,
     contact_cost,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -20,19 +21,29 @@ import numpy as np
 SPLITS = ("train", "test")
 
 _TASK_TYPES: dict[str, type[Task]] = {}
+_FIELD_TYPES: dict[type, dict[str, Any]] = {}
 
 
 @dataclasses.dataclass(frozen=True)
 class Task:
     """Base class of every task: frozen, typed, JSON-serialisable.
 
-    Subclasses are frozen dataclasses whose fields are floats, ints or tuples of floats,
-    and implement :meth:`validate` to reject values outside the distribution's support.
+    Subclasses are frozen dataclasses whose fields are floats, ints, strings or tuples of
+    floats, and implement :meth:`validate` to reject values outside the distribution's
+    support. Construction normalises each field to its annotated type, so a task built from
+    NumPy values (``Navigation2DTask(goal=np.array([0.3, -0.2]))``) equals, hashes like and
+    writes to JSON as the one built from Python floats; a value that is not of the field's
+    kind (a string for a float, a nested array) raises a ``ValueError`` naming the field.
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _TASK_TYPES[cls.__name__] = cls
+
+    def __post_init__(self) -> None:
+        for name, kind in _field_types(type(self)).items():
+            # frozen: the dataclass's own __setattr__ refuses, so set the field directly
+            object.__setattr__(self, name, normalise_field(name, kind, getattr(self, name)))
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field and its allowed values if out of range."""
@@ -50,9 +61,7 @@ class Task:
         name = d.pop("type", None)
         if name not in _TASK_TYPES:
             raise ValueError(f"task 'type' must be one of {sorted(_TASK_TYPES)}, got {name!r}")
-        cls = _TASK_TYPES[name]
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        task = cls(**kwargs)
+        task = _TASK_TYPES[name](**d)
         task.validate()
         return task
 
@@ -61,6 +70,49 @@ class Task:
         parts = [np.atleast_1d(np.asarray(getattr(self, f.name), dtype=np.float64))
                  for f in dataclasses.fields(self)]
         return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    """Each dataclass field of ``cls`` and its resolved annotation (worked out once a class)."""
+    if cls not in _FIELD_TYPES:
+        hints = typing.get_type_hints(cls)
+        _FIELD_TYPES[cls] = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    return _FIELD_TYPES[cls]
+
+
+def normalise_field(field: str, kind: Any, value: object) -> object:
+    """``value`` as the plain Python value of annotation ``kind``: ``float`` and ``int`` from
+    any real scalar of that kind (NumPy's included), ``str``, and ``tuple[float, ...]`` from
+    any 1-D sequence or array of numbers. Other annotations keep ``value`` as given."""
+    if typing.get_origin(kind) is tuple and typing.get_args(kind)[0] in (float, int):
+        return _number_tuple(field, value, typing.get_args(kind)[0])
+    if kind in (float, int):
+        return _number(field, value, kind)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ValueError(f"task field '{field}' must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _number(field: str, value: object, kind: type) -> float | int:
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if not isinstance(value, (bool, np.bool_)):  # True is an int, never a task value
+        if isinstance(value, (int, np.integer)):
+            return int(value) if kind is int else float(value)
+        if kind is float and isinstance(value, (float, np.floating)):
+            return float(value)
+    what = "an integer" if kind is int else "a real number"
+    raise ValueError(f"task field '{field}' must be {what}, got {value!r}")
+
+
+def _number_tuple(field: str, value: object, kind: type) -> tuple[float | int, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)) \
+            or np.ndim(value) != 1:
+        raise ValueError(f"task field '{field}' must be a 1-D sequence of numbers, "
+                         f"got {value!r}")
+    return tuple(_number(f"{field}[{i}]", v, kind) for i, v in enumerate(value))
 
 
 def check_range(field: str, value: float, low: float, high: float) -> None:
@@ -84,9 +136,11 @@ def check_split(split: str) -> None:
         raise ValueError(f"'split' must be one of {SPLITS}, got {split!r}")
 
 
-def check_count(n: int, field: str = "n") -> None:
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
-        raise ValueError(f"'{field}' must be a positive integer, got {n!r}")
+def check_positive(field: str, value: object) -> int:
+    """``value`` as an int, or a ``ValueError`` naming ``field`` and the allowed values."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"'{field}' must be a positive integer (>= 1), got {value!r}")
+    return int(value)
 
 
 def check_task_type(task: object, expected: type[Task]) -> None:

@@ -12,8 +12,8 @@ import dataclasses
 
 import numpy as np
 
-from metarl.envs.core import StepArrays, Task, check_range
-from metarl.envs.mujoco_env import (
+from .core import StepArrays, Task, check_range
+from .mujoco_env import (
     MujocoTaskEnv,
     RewardTaskKernel,
     ctrl_cost,

@@ -1,20 +1,12 @@
 """Meta-World ML1 / ML10 / ML45 behind the metarl task interface (the ``metaworld`` extra).
 
 Meta-World (Yu et al., 2019, "Meta-World: A Benchmark and Evaluation for Multi-Task and Meta
-Reinforcement Learning") defines each benchmark by train and test *classes* (manipulation
-environments such as ``reach-v3``) and, per class, a fixed set of 50 *goals*: the
-``rand_vec`` (object and goal positions) that Meta-World's ``Task`` pickles. ML1 trains and
-tests on one class with two disjoint goal sets; ML10 and ML45 test on classes never trained
-on. Success is Meta-World's own ``info["success"]`` flag; an episode succeeds when the flag is
-raised at any step (:func:`success_rate`).
-
-Goal sets are built exactly as ``metaworld._make_tasks`` builds them (50 resets of the class
-with an unfrozen ``rand_vec``, so rejection loops in ``reset_model`` keep only valid goals),
-but per class, lazily, from a seed derived from ``(goal_seed, split, env_name)``: building all
-of ML45 up front takes minutes, and a class's goals then do not depend on which other classes
-the benchmark holds. The goals therefore differ from ``metaworld.ML10(seed=...)``'s, with the
-same distribution. A :class:`MetaWorldTask` carries its ``rand_vec``, so setting a task (or
-loading one from JSON) needs no goal set.
+Reinforcement Learning"): :class:`MetaWorldTaskEnv` is one Meta-World env whose task (class and
+goal, a :class:`~metarl.envs.metaworld_tasks.MetaWorldTask`) is switchable, and
+:class:`MetaWorldVecEnv` the batched form that ``make_batched`` returns for Meta-World names.
+Success is Meta-World's own ``info["success"]`` flag; an episode succeeds when the flag is
+raised at any step (:func:`success_rate`). The benchmarks' classes, goal sets and tasks are in
+:mod:`metarl.envs.metaworld_tasks`; their names import from here too.
 
 Meta-World pins its own MuJoCo, so it lives in its own venv (``make .venv-mw/.installed``);
 this module imports without it and raises an ``ImportError`` naming the extra when used.
@@ -22,144 +14,32 @@ this module imports without it and raises an ``ImportError`` naming the extra wh
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import math
-import pickle
-import zlib
 from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
 
-from metarl.envs.batched import GymVectorTaskEnv
-from metarl.envs.core import SPLITS, Task, check_count, check_split
+from .core import Task, check_positive
+from .gym_vector import GymVectorTaskEnv
+from .metaworld_tasks import (
+    BENCHMARKS,
+    GOALS_PER_CLASS,
+    MetaWorldTask,
+    _all_classes,
+    check_benchmark,
+    class_names,
+    goal_set,
+    sample_metaworld_tasks,
+)
 
-BENCHMARKS = ("ML1", "ML10", "ML45")
-GOALS_PER_CLASS = 50  # Meta-World's _N_GOALS
+__all__ = [
+    "BENCHMARKS", "GOALS_PER_CLASS", "HORIZON", "NAMESPACE", "MetaWorldTask",
+    "MetaWorldTaskEnv", "MetaWorldVecEnv", "check_benchmark", "class_names", "goal_set",
+    "make_metaworld", "parse_name", "register", "sample_metaworld_tasks", "success_rate",
+]
+
 HORIZON = 500  # Meta-World's max_path_length
 NAMESPACE = "MetaWorld"
-VECTORIZATION_MODES = ("sync", "async")
-_INSTALL_HINT = ("Meta-World is not installed: pip install 'metarl[metaworld]' "
-                 "(in its own venv: make .venv-mw/.installed)")
-
-
-def _metaworld() -> Any:
-    """The ``metaworld`` module, or an ``ImportError`` telling how to install the extra."""
-    try:
-        import metaworld
-    except ImportError as err:
-        raise ImportError(_INSTALL_HINT) from err
-    return metaworld
-
-
-def _all_classes() -> dict[str, type]:
-    return dict(_metaworld().env_dict.ALL_V3_ENVIRONMENTS)
-
-
-def check_benchmark(benchmark: str) -> None:
-    if benchmark not in BENCHMARKS:
-        raise ValueError(f"'benchmark' must be one of {BENCHMARKS}, got {benchmark!r}")
-
-
-def class_names(benchmark: str, split: str, env_name: str | None = None) -> list[str]:
-    """Names of the Meta-World classes of ``benchmark``'s ``split``.
-
-    Args:
-        benchmark: ``"ML1"``, ``"ML10"`` or ``"ML45"``.
-        split: ``"train"`` or ``"test"``.
-        env_name: the class of ML1 (both splits); must be None for ML10 / ML45.
-    """
-    check_benchmark(benchmark)
-    check_split(split)
-    if benchmark == "ML1":
-        allowed = sorted(_all_classes())
-        if env_name not in allowed:
-            raise ValueError(f"'env_name' must be one of {allowed} for ML1, got {env_name!r}")
-        return [env_name]
-    if env_name is not None:
-        raise ValueError(f"'env_name' must be None for {benchmark} (it has fixed classes), "
-                         f"got {env_name!r}")
-    table = getattr(_metaworld().env_dict, f"{benchmark}_V3")
-    return list(table[split])
-
-
-@dataclasses.dataclass(frozen=True)
-class MetaWorldTask(Task):
-    """One Meta-World task: a class and one of its goals.
-
-    Attributes:
-        benchmark: ``"ML1"``, ``"ML10"`` or ``"ML45"``.
-        env_name: the Meta-World class, e.g. ``"reach-v3"``.
-        split: ``"train"`` or ``"test"``: the goal set (ML1) / class set (ML10, ML45).
-        index: position of the goal in the class's goal set, in ``[0, 50)``.
-        goal_seed: seed of the goal set.
-        rand_vec: Meta-World's ``rand_vec`` (object and goal positions) of the task.
-    """
-
-    benchmark: str
-    env_name: str
-    split: str
-    index: int
-    goal_seed: int
-    rand_vec: tuple[float, ...]
-
-    def validate(self) -> None:
-        names = class_names(self.benchmark, self.split,
-                            self.env_name if self.benchmark == "ML1" else None)
-        if self.env_name not in names:
-            raise ValueError(f"task field 'env_name' must be one of {names} for "
-                             f"{self.benchmark} {self.split}, got {self.env_name!r}")
-        if not 0 <= self.index < GOALS_PER_CLASS:
-            raise ValueError(f"task field 'index' must be in [0, {GOALS_PER_CLASS}), "
-                             f"got {self.index!r}")
-        if not self.rand_vec or not all(math.isfinite(v) for v in self.rand_vec):
-            raise ValueError(f"task field 'rand_vec' must be a non-empty tuple of finite "
-                             f"floats, got {self.rand_vec!r}")
-
-    def to_metaworld(self) -> Any:
-        """Meta-World's own ``Task`` (goal hidden from the observation, as in its ML set-up)."""
-        data = {"rand_vec": np.asarray(self.rand_vec, dtype=np.float64),
-                "env_cls": _all_classes()[self.env_name], "partially_observable": True}
-        return _metaworld().types.Task(env_name=self.env_name, data=pickle.dumps(data))
-
-
-def _class_seed(goal_seed: int, split: str, env_name: str) -> int:
-    return int(np.random.SeedSequence([goal_seed, SPLITS.index(split),
-                                       zlib.crc32(env_name.encode())]).generate_state(1)[0])
-
-
-@functools.cache
-def goal_set(env_name: str, split: str, goal_seed: int) -> tuple[tuple[float, ...], ...]:
-    """The 50 goals (``rand_vec``) of one class and split, as ``metaworld._make_tasks`` draws
-    them: resets of the class with an unfrozen ``rand_vec`` on an env seeded per class.
-    Memoised: a pure function of its arguments, ~1 s per class to build."""
-    env = _all_classes()[env_name]()
-    env.seed(_class_seed(goal_seed, split, env_name))
-    env._freeze_rand_vec = False
-    env._set_task_called = True
-    env._set_task_inner()
-    goals = []
-    for _ in range(GOALS_PER_CLASS):
-        env.reset()
-        goals.append(tuple(float(v) for v in env._last_rand_vec))
-    env.close()
-    return tuple(goals)
-
-
-def sample_metaworld_tasks(rng: np.random.Generator, n: int, benchmark: str, split: str,
-                           env_name: str | None = None,
-                           goal_seed: int = 0) -> list[MetaWorldTask]:
-    """``n`` tasks: a class uniformly from the split's classes, then one of its 50 goals."""
-    check_count(n)
-    names = class_names(benchmark, split, env_name)
-    tasks = []
-    for _ in range(n):
-        name = names[int(rng.integers(len(names)))]
-        index = int(rng.integers(GOALS_PER_CLASS))
-        tasks.append(MetaWorldTask(benchmark, name, split, index, goal_seed,
-                                   goal_set(name, split, goal_seed)[index]))
-    return tasks
 
 
 class MetaWorldTaskEnv(gymnasium.Env):
@@ -321,7 +201,7 @@ def _success(info: dict[str, Any], num_envs: int) -> np.ndarray:
 class MetaWorldVecEnv(GymVectorTaskEnv):
     """``num_envs`` Meta-World envs of one benchmark, one task each, stepped together.
 
-    :class:`~metarl.envs.batched.GymVectorTaskEnv` (``make_batched`` returns this class for
+    :class:`~metarl.envs.gym_vector.GymVectorTaskEnv` (``make_batched`` returns this class for
     Meta-World names) with Meta-World's task sampler and ``info["success"]``, bool ``[N]``
     (the final step's flag for envs reset in that step). Finished envs reset in the same
     ``step`` (``AutoresetMode.SAME_STEP``); ``info["final_obs"]`` is a float64 ``[N, d]``
@@ -340,10 +220,7 @@ class MetaWorldVecEnv(GymVectorTaskEnv):
     def __init__(self, benchmark: str, num_envs: int, *, env_name: str | None = None,
                  horizon: int = HORIZON, seed: int | None = None, goal_seed: int = 0,
                  vectorization_mode: str = "sync") -> None:
-        if vectorization_mode not in VECTORIZATION_MODES:
-            raise ValueError(f"'vectorization_mode' must be one of {VECTORIZATION_MODES}, "
-                             f"got {vectorization_mode!r}")
-        check_count(num_envs, "num_envs")
+        check_positive("num_envs", num_envs)
         class_names(benchmark, "train", env_name)
         self.benchmark, self.env_name, self.goal_seed = benchmark, env_name, goal_seed
         fn = _EnvFn({"benchmark": benchmark, "env_name": env_name, "horizon": horizon,

@@ -14,23 +14,23 @@ Off-Policy Meta-Reinforcement Learning via Probabilistic Context Variables" (PEA
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import copy
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
 
-from metarl.envs.core import (
+from .core import (
     Kernel,
     StepArrays,
     Task,
-    check_count,
+    check_positive,
     check_split,
     check_task_type,
     test_split_rng,
 )
-
-TaskDraw = Callable[[np.random.Generator, int], list[Task]]
+from .models import make_base_env
 
 # Training draws are rejected if they coincide with one of this many held-out tasks
 # (a probability-zero event for continuous tasks; the check makes "never" literal).
@@ -90,7 +90,7 @@ class RewardTaskKernel:
     """Base of kernels whose task lives in the reward only (velocity, direction, goal): the
     base env's default kwargs, the task's fields as reward parameters, one shared MjModel."""
 
-    base_kwargs: ClassVar[dict[str, Any]] = {}
+    base_kwargs: dict[str, Any] = {}
 
     def task_params(self, tasks: Sequence[Task]) -> np.ndarray:
         return stack_params(tasks)
@@ -114,35 +114,57 @@ class MujocoTaskEnv(gymnasium.Env):  # type: ignore[type-arg]
     ``sample_tasks(n)`` draws from ``self.np_random`` (seeded by ``reset(seed=)``);
     ``sample_tasks(n, "test")`` returns the first ``n`` tasks of the fixed sequence drawn from
     :func:`~metarl.envs.core.test_split_rng`, the same in every run.
+
+    ``model``, ``data`` and ``dt`` are the live simulation, as on Gymnasium's MuJoCo envs
+    (``env.unwrapped.data.qpos``).
     """
 
     name: ClassVar[str]
     kernel: ClassVar[Kernel]
     task_type: ClassVar[type[Task]]
     default_task: ClassVar[Task]
-    draw: ClassVar[TaskDraw]
     discrete: ClassVar[bool] = False
+
+    @staticmethod
+    def draw(rng: np.random.Generator, n: int) -> list[Task]:
+        """``n`` tasks drawn from ``rng`` (each subclass sets its distribution's sampler)."""
+        raise NotImplementedError
 
     def __init__(self, render_mode: str | None = None, task: Task | None = None) -> None:
         kwargs = dict(self.kernel.base_kwargs)
         if render_mode is not None:
             kwargs["render_mode"] = render_mode
         self.render_mode = render_mode
-        base: Any = gymnasium.make(self.kernel.base_id, **kwargs)
-        self._base: Any = base.unwrapped
-        self._base_model = _copy_model(self._base.model)
+        self._base: Any = make_base_env(self.kernel.base_id, **kwargs)
+        self._base_model = copy.deepcopy(self._base.model)  # the pristine model tasks scale
         self.metadata = dict(self._base.metadata)
         self.observation_space = self._base.observation_space
         self.action_space = self._base.action_space
-        self._dt = float(self._base.model.opt.timestep) * self.kernel.frame_skip
         self._task = self.default_task
         self.set_task(task if task is not None else self.default_task)
+
+    # ---- the simulation, as Gymnasium's MuJoCo envs expose it ---------------------------
+
+    @property
+    def model(self) -> Any:
+        """The live ``MjModel`` of the wrapped base env (a task's physics is written into it)."""
+        return self._base.model
+
+    @property
+    def data(self) -> Any:
+        """The live ``MjData`` of the wrapped base env: the state the observation reports."""
+        return self._base.data
+
+    @property
+    def dt(self) -> float:
+        """Seconds per env step: ``model.opt.timestep * kernel.frame_skip``."""
+        return float(self._base.model.opt.timestep) * self.kernel.frame_skip
 
     # ---- task distribution -------------------------------------------------------------
 
     def sample_tasks(self, n: int, split: str = "train") -> list[Task]:
         """``n`` tasks of ``split`` ("train": from ``np_random``; "test": fixed held-out set)."""
-        check_count(n)
+        check_positive("n", n)
         check_split(split)
         if split == "test":
             return self.test_tasks(n)
@@ -158,7 +180,7 @@ class MujocoTaskEnv(gymnasium.Env):  # type: ignore[type-arg]
     @classmethod
     def test_tasks(cls, n: int) -> list[Task]:
         """The first ``n`` tasks of the held-out sequence (independent of any seed)."""
-        check_count(n)
+        check_positive("n", n)
         return cls.draw(test_split_rng(cls.name), n)
 
     def set_task(self, task: Task) -> None:
@@ -192,7 +214,7 @@ class MujocoTaskEnv(gymnasium.Env):  # type: ignore[type-arg]
         qpos_before = data.qpos.copy()
         self._base.do_simulation(a, self.kernel.frame_skip)
         s = StepArrays(qpos_before[None], data.qpos.copy()[None], data.qvel.copy()[None],
-                       a[None], self._cfrc(), self._dt)
+                       a[None], self._cfrc(), self.dt)
         rewards, parts = self.kernel.reward(s, self._params)
         terminated = bool(self.kernel.terminated(s.qpos_after, s.qvel_after)[0])
         info: dict[str, Any] = {k: float(v[0]) for k, v in parts.items()}
@@ -241,12 +263,6 @@ def held_out_guard(cls: type[MujocoTaskEnv], n: int) -> frozenset[Task]:
     if key not in _GUARDS:
         _GUARDS[key] = frozenset(cls.test_tasks(n))
     return _GUARDS[key]
-
-
-def _copy_model(model: Any) -> Any:
-    import copy
-
-    return copy.deepcopy(model)
 
 
 # The physics fields randomised-parameter tasks change (as rand_param_envs / PEARL).

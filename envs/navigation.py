@@ -18,18 +18,18 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
-from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from metarl.envs.core import (
+from .core import (
     Task,
-    check_count,
+    check_positive,
     check_split,
     check_task_type,
     check_vector_range,
     test_split_rng,
 )
-from metarl.envs.mujoco_env import TEST_GUARD
+from .interface import TaskVectorEnv
+from .mujoco_env import TEST_GUARD
 
 NAME = "Navigation2D"
 GOAL_RANGE = (-0.5, 0.5)
@@ -57,7 +57,7 @@ def draw_goals(rng: np.random.Generator, n: int) -> list[Task]:
 
 def test_tasks(n: int) -> list[Task]:
     """The first ``n`` held-out tasks (a fixed sequence, independent of any seed)."""
-    check_count(n)
+    check_positive("n", n)
     return draw_goals(test_split_rng(NAME), n)
 
 
@@ -66,7 +66,7 @@ test_tasks.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 def sample_split(rng: np.random.Generator, n: int, split: str) -> list[Task]:
     """``n`` tasks: held-out ones for "test", else draws from ``rng`` that avoid them."""
-    check_count(n)
+    check_positive("n", n)
     check_split(split)
     if split == "test":
         return test_tasks(n)
@@ -133,21 +133,19 @@ class Navigation2DEnv(gymnasium.Env):  # type: ignore[type-arg]
             "distance": float(-reward[0])}
 
 
-class Navigation2DVec(VectorEnv):  # type: ignore[type-arg]
-    """``num_envs`` Navigation2D envs stepped as NumPy arrays (the batched-engine interface).
+class Navigation2DVec(TaskVectorEnv):
+    """``num_envs`` Navigation2D envs stepped as NumPy arrays (the batched-env interface).
 
     A finished env (goal reached or ``horizon`` steps) resets inside ``step``
     (``AutoresetMode.SAME_STEP``); its last observation is in ``info["final_obs"]`` where
     ``info["_final_obs"]`` is True.
     """
 
-    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP}
-
     def __init__(self, num_envs: int, horizon: int | None = HORIZON,
                  seed: int | None = None) -> None:
-        check_count(num_envs, "num_envs")
+        check_positive("num_envs", num_envs)
         horizon = HORIZON if horizon is None else horizon
-        check_count(horizon, "horizon")
+        check_positive("horizon", horizon)
         self.num_envs = int(num_envs)
         self.horizon = int(horizon)
         self.single_observation_space = observation_space()
@@ -165,18 +163,14 @@ class Navigation2DVec(VectorEnv):  # type: ignore[type-arg]
 
     def set_tasks(self, tasks: Sequence[Task]) -> None:
         """One task per env (``len(tasks) == num_envs``)."""
-        if len(tasks) != self.num_envs:
-            raise ValueError(f"'tasks' must hold num_envs={self.num_envs} tasks, "
-                             f"got {len(tasks)}")
-        for t in tasks:
-            check_task_type(t, Navigation2DTask)
-        self._tasks = list(tasks)
-        self._goals = np.array([t.goal for t in tasks], dtype=np.float64)  # type: ignore[attr-defined]
+        self._tasks = self._check_tasks(tasks, Navigation2DTask)
+        self._goals = np.array([t.goal for t in self._tasks],  # type: ignore[attr-defined]
+                               dtype=np.float64)
 
     def get_tasks(self) -> list[Task]:
         return list(self._tasks)
 
-    def reset(self, *, seed: int | list[int] | None = None,
+    def reset(self, *, seed: int | Sequence[int | None] | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         if seed is not None:
             self._np_random, _ = seeding.np_random(seed if isinstance(seed, int) else seed[0])

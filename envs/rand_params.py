@@ -18,28 +18,28 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from metarl.envs.core import StepArrays, Task
-from metarl.envs.mujoco_env import (
+from .core import StepArrays, Task
+from .mujoco_env import PHYSICS_FIELDS as FIELDS  # the fields a task scales, in draw order
+from .mujoco_env import (
     MujocoTaskEnv,
     ctrl_cost,
     uniform_uniform_reset,
     x_velocity,
 )
 
-FIELDS = ("body_mass", "body_inertia", "dof_damping", "geom_friction")
 # Each field's factor is LOG_SCALE_BASE[field] ** U[-3, 3], as rand_param_envs draws it.
 LOG_SCALE_BASE = {"body_mass": 1.5, "body_inertia": 1.5, "dof_damping": 1.3,
                   "geom_friction": 1.5}
 LOG_SCALE_RANGE = (-3.0, 3.0)
+HEALTHY_REWARD = 1.0
+CTRL_COST_WEIGHT = 1e-3
+RESET_NOISE_SCALE = 5e-3
 
 
 def scale_range(field: str) -> tuple[float, float]:
     """The factors ``field`` can take: ``[base ** -3, base ** 3]``."""
     base = LOG_SCALE_BASE[field]
     return base ** LOG_SCALE_RANGE[0], base ** LOG_SCALE_RANGE[1]
-HEALTHY_REWARD = 1.0
-CTRL_COST_WEIGHT = 1e-3
-RESET_NOISE_SCALE = 5e-3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +113,7 @@ class RandParamsKernel:
     """Hopper/Walker2d-v5: reset noise qpos, qvel + U[-5e-3, 5e-3], reward
     ``healthy + v_x - 1e-3 sum(a^2)``, and a per-task ``MjModel``."""
 
-    base_kwargs: ClassVar[dict[str, Any]] = {}
+    base_kwargs: dict[str, Any] = {}
     frame_skip = 4
     needs_cfrc_ext = False
     base_id: str

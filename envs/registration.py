@@ -8,7 +8,9 @@ Each id is registered with ``max_episode_steps`` = the paper horizon (``HORIZONS
     gymnasium.make("metarl/HalfCheetahVel-v0",
                    max_episode_steps=HORIZONS["HalfCheetahVel"]["fast"])
 
-Importing ``metarl.envs`` imports this module and registers every id.
+Importing ``metarl.envs`` imports this module and registers every id. ``DISTRIBUTIONS``,
+``PRESET_NAMES`` and ``HORIZONS`` are the one definition of the distribution names, the preset
+names and the episode lengths; everything else imports them from here.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ import importlib
 
 import gymnasium
 
-from metarl.envs.core import Kernel, Task
+from . import navigation
+from .core import Kernel, Task
+
+# The hyper-parameter presets: "paper" (Finn et al., 2017) and "fast" (shorter runs).
+PRESET_NAMES: tuple[str, ...] = ("paper", "fast")
 
 # name -> (module, env class, task class)
 _ENTRIES: dict[str, tuple[str, str, str]] = {
@@ -34,9 +40,12 @@ _ENTRIES: dict[str, tuple[str, str, str]] = {
 
 DISTRIBUTIONS: tuple[str, ...] = tuple(_ENTRIES)
 
+# Episode length per preset (PRESET_NAMES order): the MuJoCo tasks run 200 steps as in the
+# papers and 100 in the fast preset; Navigation2D runs its own horizon in both.
+_MUJOCO_HORIZONS = (200, 100)
 HORIZONS: dict[str, dict[str, int]] = {
-    name: ({"paper": 100, "fast": 100} if name == "Navigation2D"
-           else {"paper": 200, "fast": 100})
+    name: dict(zip(PRESET_NAMES, (navigation.HORIZON,) * len(PRESET_NAMES)
+                   if name == navigation.NAME else _MUJOCO_HORIZONS, strict=True))
     for name in DISTRIBUTIONS
 }
 
@@ -61,30 +70,24 @@ def env_class(name: str) -> type:
 def get_kernel(name: str) -> Kernel:
     """The batched kernel of MuJoCo distribution ``name`` (``ValueError`` if unknown or
     Navigation2D, which has no MuJoCo kernel: use ``Navigation2DVec``)."""
-    if name == "Navigation2D":
+    if name == navigation.NAME:
         raise ValueError("'name' must be a MuJoCo distribution (Navigation2D has no kernel; "
                          f"use navigation.Navigation2DVec), one of "
-                         f"{tuple(n for n in DISTRIBUTIONS if n != 'Navigation2D')}")
+                         f"{tuple(n for n in DISTRIBUTIONS if n != navigation.NAME)}")
     kernel: Kernel = env_class(name).kernel  # type: ignore[attr-defined]
     return kernel
 
 
 def gym_id(name: str) -> str:
-    check_name(name)
-    return f"metarl/{name}-v0"
-
-
-def _task_types() -> dict[str, type[Task]]:
-    return {name: _attr(name, 2) for name in DISTRIBUTIONS}
-
-
-TASK_TYPES: dict[str, type[Task]] = {}
+    """``metarl/<name>-v0`` for the suite's distributions, else ``name`` itself (any other
+    Gymnasium id)."""
+    return f"metarl/{name}-v0" if name in _ENTRIES else name
 
 
 def register_all() -> None:
     """Register ``metarl/<Name>-v0`` for every distribution (idempotent)."""
     for name, (module, cls, _) in _ENTRIES.items():
-        env_id = f"metarl/{name}-v0"
+        env_id = gym_id(name)
         if env_id in gymnasium.registry:
             continue
         gymnasium.register(id=env_id, entry_point=f"metarl.envs.{module}:{cls}",
@@ -92,4 +95,4 @@ def register_all() -> None:
 
 
 register_all()
-TASK_TYPES.update(_task_types())
+TASK_TYPES: dict[str, type[Task]] = {name: _attr(name, 2) for name in DISTRIBUTIONS}

@@ -1,4 +1,4 @@
-"""stable-baselines3 ``VecEnv`` view of a :class:`~metarl.envs.batched.BatchedTaskEnv`.
+"""stable-baselines3 ``VecEnv`` view of a :class:`~metarl.envs.interface.BatchedTaskEnv`.
 
 SB3 (Raffin et al., 2021, "Stable-Baselines3: Reliable Reinforcement Learning
 Implementations", JMLR) steps a ``VecEnv``: ``step_wait`` returns ``(obs, rewards, dones,
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from metarl.envs.batched import BatchedTaskEnv
+from .interface import BatchedTaskEnv
 
 _ADAPTER: type | None = None
 

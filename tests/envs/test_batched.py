@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib.util
 from collections.abc import Sequence
 from typing import Any
 
@@ -465,12 +464,8 @@ def test_sb3_vec_env_contract_and_ppo() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The suite's distributions through make_batched (need envs/registration.py).
+# The suite's distributions through make_batched.
 # ---------------------------------------------------------------------------------------------
-
-HAS_REGISTRATION = importlib.util.find_spec("metarl.envs.registration") is not None
-needs_registration = pytest.mark.skipif(not HAS_REGISTRATION,
-                                        reason="envs/registration.py has not landed yet")
 
 
 def run_registered_singles(name: str, tasks: Sequence[Task], seed: int, actions: np.ndarray,
@@ -493,21 +488,13 @@ def run_registered_singles(name: str, tasks: Sequence[Task], seed: int, actions:
     return out
 
 
-@needs_registration
 @pytest.mark.parametrize("name,steps,min_terms", [
     ("HalfCheetahVel", 60, 0), ("AntVel", 120, 1), ("HopperRandParams", 80, 1),
     ("Walker2DRandParams", 80, 1), ("Navigation2D", 60, 0)])
 def test_registered_distribution_equals_single_env(name: str, steps: int, min_terms: int) -> None:
     """Same tasks (2+ distinct), seeds and actions: bit-identical to ``metarl/<Name>-v0``."""
     from metarl.envs.batched import make_batched
-    from metarl.envs.registration import DISTRIBUTIONS, env_class
 
-    if name not in DISTRIBUTIONS:
-        pytest.skip(f"{name} is not registered yet")
-    try:
-        env_class(name)
-    except ModuleNotFoundError:
-        pytest.skip(f"the module of {name} has not landed yet")
     horizon, seed = 50, 21
     env = make_batched(name, 4, horizon=horizon, seed=seed, num_threads=2)
     env.reset(seed=seed)
@@ -529,7 +516,6 @@ def test_registered_distribution_equals_single_env(name: str, steps: int, min_te
     assert ref["term"].sum() >= min_terms and (ref["term"] | ref["trunc"]).sum() >= 1
 
 
-@needs_registration
 def test_make_batched_dispatch_and_errors() -> None:
     from metarl.envs.batched import _is_metaworld_name, make_batched
 
@@ -563,17 +549,17 @@ def test_mujoco_batch_reset_matches_mj_reset_data() -> None:
 @needs_batch
 def test_physics_backend_choice_and_mujoco3_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     """``auto`` takes mujoco.batch when it can, and one MjData per env on MuJoCo 3.x."""
-    from metarl.envs import batched
+    from metarl.envs import physics
 
-    assert batched.physics_backend("auto", needs_cfrc_ext=False) is BatchPhysics
-    assert batched.physics_backend("auto", needs_cfrc_ext=True) is DataPhysics
-    assert batched.physics_backend("data", needs_cfrc_ext=False) is DataPhysics
+    assert physics.physics_backend("auto", needs_cfrc_ext=False) is BatchPhysics
+    assert physics.physics_backend("auto", needs_cfrc_ext=True) is DataPhysics
+    assert physics.physics_backend("data", needs_cfrc_ext=False) is DataPhysics
     with pytest.raises(ValueError, match="'physics' cannot be 'batch': this kernel reads"):
-        batched.physics_backend("batch", needs_cfrc_ext=True)
+        physics.physics_backend("batch", needs_cfrc_ext=True)
     with pytest.raises(ValueError, match=r"'physics' must be one of \('auto', 'batch', 'data'\)"):
-        batched.physics_backend("gpu", needs_cfrc_ext=False)
-    monkeypatch.setattr(batched, "has_mujoco_batch", lambda: False)  # as on MuJoCo 3.x
-    assert batched.physics_backend("auto", needs_cfrc_ext=False) is DataPhysics
+        physics.physics_backend("gpu", needs_cfrc_ext=False)
+    monkeypatch.setattr(physics, "has_mujoco_batch", lambda: False)  # as on MuJoCo 3.x
+    assert physics.physics_backend("auto", needs_cfrc_ext=False) is DataPhysics
     assert isinstance(make_engine(CheetahKernel(), 2, 5)._physics, DataPhysics)
     with pytest.raises(ValueError, match="this MuJoCo has no mujoco.batch"):
-        batched.physics_backend("batch", needs_cfrc_ext=False)
+        physics.physics_backend("batch", needs_cfrc_ext=False)

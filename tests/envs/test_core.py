@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from metarl.envs.core import (
     Task,
-    check_count,
+    check_positive,
     check_range,
     check_split,
     tasks_from_json,
@@ -44,7 +45,8 @@ def test_checks_name_field_and_allowed_values() -> None:
         check_split("val")
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="'n' must be a positive integer"):
-            check_count(bad)  # type: ignore[arg-type]
+            check_positive("n", bad)
+    assert check_positive("n", np.int64(3)) == 3 and type(check_positive("n", np.int64(3))) is int
     with pytest.raises(ValueError):
         check_range("velocity", float("nan"), 0.0, 2.0)
 

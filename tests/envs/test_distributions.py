@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import pickle
 import warnings
 from pathlib import Path
@@ -116,6 +118,59 @@ def test_json_round_trip(name: str, tmp_path: Path) -> None:
     assert env.unwrapped.get_task() == tasks[0]
 
 
+def as_numpy(value: Any) -> Any:
+    """A task field as NumPy gives it: a float64 scalar or a float64 array."""
+    return np.array(value) if isinstance(value, tuple) else np.float64(value)
+
+
+@pytest.mark.parametrize("name", DISTRIBUTIONS)
+def test_tasks_built_from_numpy_equal_float_tasks(name: str, tmp_path: Path) -> None:
+    """NumPy scalars, arrays and lists become floats and tuples: equal, hash-equal, JSON."""
+    cls = TASK_TYPES[name]
+    floats = make(name).unwrapped.sample_tasks(2, split="test")
+    fields = [f.name for f in dataclasses.fields(cls)]
+    from_numpy = [cls(**{f: as_numpy(getattr(t, f)) for f in fields}) for t in floats]
+    from_lists = [cls(**{f: np.atleast_1d(getattr(t, f)).tolist() if isinstance(
+        getattr(t, f), tuple) else getattr(t, f) for f in fields}) for t in floats]
+    for task in from_numpy + from_lists:
+        for f in fields:
+            value = getattr(task, f)
+            assert type(value) is float or (type(value) is tuple and all(
+                type(v) is float for v in value)), (f, value)
+    assert from_numpy == floats == from_lists
+    assert [hash(t) for t in from_numpy] == [hash(t) for t in floats]
+    tasks_to_json(from_numpy, tmp_path / "tasks.json")
+    loaded = tasks_from_json(tmp_path / "tasks.json")
+    assert loaded == floats and {*loaded} == {*floats}
+
+
+def test_task_fields_reject_values_of_the_wrong_kind() -> None:
+    with pytest.raises(ValueError, match="task field 'velocity' must be a real number, got 'fast'"):
+        HalfCheetahVelTask("fast")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="task field 'direction' must be a real number, got True"):
+        HalfCheetahDirTask(True)
+    with pytest.raises(ValueError, match="task field 'goal' must be a 1-D sequence of numbers"):
+        Navigation2DTask(np.zeros((2, 2)))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="task field 'goal' must be a 1-D sequence of numbers"):
+        Navigation2DTask("ab")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"task field 'goal\[1\]' must be a real number"):
+        Navigation2DTask((0.1, None))  # type: ignore[arg-type]
+
+
+def test_metaworld_task_fields_normalise_without_metaworld() -> None:
+    from metarl.envs.metaworld_tasks import MetaWorldTask
+
+    task = MetaWorldTask(np.str_("ML1"), "reach-v3", "train", np.int64(3), np.int64(0),
+                         np.array([0.1, 0.2]))  # type: ignore[arg-type]
+    assert task == MetaWorldTask("ML1", "reach-v3", "train", 3, 0, (0.1, 0.2))
+    assert type(task.index) is int and type(task.benchmark) is str
+    assert json.loads(json.dumps(task.to_dict()))["rand_vec"] == [0.1, 0.2]
+    with pytest.raises(ValueError, match="task field 'index' must be an integer, got 2.5"):
+        MetaWorldTask("ML1", "reach-v3", "train", 2.5, 0, (0.1,))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="task field 'env_name' must be a string, got 3"):
+        MetaWorldTask("ML1", 3, "train", 2, 0, (0.1,))  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("name", DISTRIBUTIONS)
 def test_splits(name: str) -> None:
     a, b = make(name), make(name)
@@ -185,7 +240,7 @@ def test_rand_params_change_physics(name: str) -> None:
     base = {f: getattr(env._base_model, f).copy() for f in FIELDS}
     task = env.sample_tasks(1)[0]
     env.set_task(task)
-    model = env._base.model
+    model = env.model
     for f in FIELDS:
         scale = np.asarray(getattr(task, f)).reshape(base[f].shape)
         np.testing.assert_array_equal(getattr(model, f), base[f] * scale)
@@ -204,6 +259,26 @@ def test_rand_params_change_physics(name: str) -> None:
     for f, base_f in (("body_mass", 1.5), ("dof_damping", 1.3), ("geom_friction", 1.5)):
         logs = np.log([getattr(t, f) for t in tasks]) / np.log(base_f)
         assert abs(logs.mean()) < 0.1 and abs(logs.var() - 3.0) < 0.2  # U[-3, 3]: var 36/12
+
+
+@pytest.mark.parametrize("name", MUJOCO)
+def test_model_data_and_dt_are_the_live_simulation(name: str) -> None:
+    """``env.unwrapped.model`` / ``data`` / ``dt`` as on Gymnasium's own MuJoCo envs."""
+    env = make(name)
+    sim = env.unwrapped
+    obs, _ = env.reset(seed=0)
+    qpos = sim.data.qpos.copy()
+    obs, *_ = env.step(np.full(env.action_space.shape, 0.5, dtype=np.float32))
+    assert not np.array_equal(sim.data.qpos, qpos)  # the live MjData, not a snapshot
+    skip = 2 if BASE[name] == "Ant-v5" else 1  # the observation drops the root x (and y)
+    nq = sim.model.nq
+    np.testing.assert_array_equal(obs[:nq - skip], sim.data.qpos[skip:])
+    np.testing.assert_array_equal(obs[nq - skip:nq - skip + sim.model.nv].clip(-10, 10),
+                                  sim.data.qvel.clip(-10, 10))  # Hopper/Walker clip qvel
+    assert sim.dt == sim.model.opt.timestep * sim.kernel.frame_skip
+    assert sim.dt == gymnasium.make(BASE[name]).unwrapped.dt  # Gymnasium's own value
+    sim.model.opt.timestep *= 2  # the live MjModel: dt follows it
+    assert sim.dt == pytest.approx(2 * gymnasium.make(BASE[name]).unwrapped.dt)
 
 
 @pytest.mark.parametrize("name", MUJOCO)
@@ -232,6 +307,23 @@ def test_horizons_paper_and_fast() -> None:
             == HORIZONS[name]["fast"]
     assert HORIZONS["HalfCheetahVel"] == {"paper": 200, "fast": 100}
     assert HORIZONS["Navigation2D"] == {"paper": 100, "fast": 100}
+
+
+def test_names_presets_and_horizons_have_one_source() -> None:
+    """The preset names, the horizons and the ids come from registration alone."""
+    from metarl.envs import batched, navigation, registration
+
+    assert registration.PRESET_NAMES == ("paper", "fast")
+    assert all(tuple(HORIZONS[name]) == registration.PRESET_NAMES for name in DISTRIBUTIONS)
+    assert HORIZONS["Navigation2D"]["paper"] == navigation.HORIZON
+    for preset in registration.PRESET_NAMES:
+        assert batched.resolve_horizon("AntVel", None, preset) == HORIZONS["AntVel"][preset]
+    with pytest.raises(ValueError, match=r"'preset' must be one of \('paper', 'fast'\)"):
+        batched.resolve_horizon("AntVel", None, "slow")
+    assert not hasattr(batched, "PRESETS")  # the old copy of the preset names
+    assert batched.gym_id is registration.gym_id
+    assert registration.gym_id("AntVel") == "metarl/AntVel-v0"
+    assert registration.gym_id("Pendulum-v1") == "Pendulum-v1"  # any other Gymnasium id
     env = make("HalfCheetahVel", max_episode_steps=100)
     env.reset(seed=0)
     steps = [env.step(env.action_space.sample())[3] for _ in range(100)]

@@ -83,7 +83,7 @@ def test_reward_matches_hand_computation(name: str) -> None:
     env.reset(seed=2)
     env.set_task(env.sample_tasks(1)[0])
     env.reset(seed=2)
-    task, data = env.get_task(), env._base.data
+    task, data = env.get_task(), env.data
     dt = next(v for k, v in DT.items() if name.startswith(k))
     rng = np.random.default_rng(7)
     scale = 2.0 if name.startswith("Ant") else 1.0  # beyond the range: raw actions are costed
