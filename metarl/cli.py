@@ -45,12 +45,12 @@ def usage() -> str:
 
 
 def _list_envs() -> int:
-    from metarl.envs.registration import DISTRIBUTIONS, HORIZONS
+    from metarl.envs.registration import DISTRIBUTIONS, HORIZONS, gym_id
 
     print(f"{'distribution':<22} {'gymnasium id':<32} paper  fast")
     for name in DISTRIBUTIONS:
         h = HORIZONS[name]
-        print(f"{name:<22} {'metarl/' + name + '-v0':<32} {h['paper']:>5} {h['fast']:>5}")
+        print(f"{name:<22} {gym_id(name):<32} {h['paper']:>5} {h['fast']:>5}")
     return 0
 
 

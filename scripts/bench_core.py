@@ -57,9 +57,9 @@ def _peak_rss_mib() -> float:
 
 
 def _setup(meta_batch: int, device: torch.device) -> tuple[Any, list[Any]]:
+    from metarl.core import get_algorithm
     from metarl.supervised.models import build_model
     from metarl.supervised.tasks import sample_sinusoid
-    from metarl.core import get_algorithm
     from metarl.supervised.trainer import SupervisedMetaLearner
 
     torch.manual_seed(0)

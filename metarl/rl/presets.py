@@ -16,11 +16,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from metarl.envs.registration import DISTRIBUTIONS, HORIZONS
+from metarl.envs.registration import DISTRIBUTIONS, HORIZONS, PRESET_NAMES
 from metarl.rl.trpo import TrpoConfig
 
-PRESET_NAMES = ("paper", "fast")
 ENV_NAMES = DISTRIBUTIONS  # the suite's task distributions (metarl.envs.registration)
+__all__ = ["ENV_NAMES", "PRESET_NAMES", "Preset", "get_preset", "override"]
 
 _TRPO = TrpoConfig()
 
