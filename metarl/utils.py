@@ -75,7 +75,8 @@ def mean_ci95(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
 def plot_adaptation(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
                     path: str | Path, *, title: str, ylabel: str,
                     xlabel: str = "inner steps") -> Path:
-    """Plot mean +- 95% CI per inner step for each labelled curve and save a PNG.
+    """Plot the mean per inner step of each labelled curve with its 95% CI as a shaded band
+    (the legend says so) and save a PNG.
 
     Args:
         curves: label -> (means, ci_half_widths), indexed by inner step 0..K.
@@ -86,14 +87,15 @@ def plot_adaptation(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for label, (mean, ci) in curves.items():
+    for i, (label, (mean, ci)) in enumerate(curves.items()):
         m, c = np.asarray(mean, dtype=float), np.asarray(ci, dtype=float)
         steps = np.arange(len(m))
-        ax.plot(steps, m, marker="o", label=label)
-        ax.fill_between(steps, m - c, m + c, alpha=0.25)
+        (line,) = ax.plot(steps, m, marker="o", label=f"{label} (mean)")
+        ax.fill_between(steps, m - c, m + c, alpha=0.25, color=line.get_color(),
+                        label="95% CI" if i == 0 else None)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     ax.set_xticks(np.arange(max(len(v[0]) for v in curves.values())))
     ax.grid(alpha=0.3)
     ax.legend()

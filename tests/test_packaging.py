@@ -1,0 +1,22 @@
+"""Packaging rules: SPDX licence string, dependency floors, Meta-World only as an extra."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+PYPROJECT = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+
+
+def test_licence_is_an_spdx_string() -> None:
+    # A TOML table makes setuptools >= 77 print a deprecation warning at every install.
+    assert PYPROJECT["project"]["license"] == "MIT"
+
+
+def test_dependencies_are_floors_and_metaworld_is_optional() -> None:
+    deps = PYPROJECT["project"]["dependencies"]
+    assert "torch>=2.3" in deps
+    assert not any(d.startswith("metaworld") for d in deps)
+    assert any(d.startswith("metaworld") for d in PYPROJECT["project"]["optional-dependencies"]
+               ["metaworld"])
+    assert all("==" not in d for d in deps)
