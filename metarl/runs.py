@@ -11,6 +11,7 @@ and the previous good one is loaded instead (:func:`load_latest`).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -99,6 +100,19 @@ def no_checkpoint_message(name: str, run_dir: str | Path) -> str:
     return (f"{name}: the run folder {str(run_dir)!r} has no checkpoint yet (the run stopped "
             f"before its first one, written after iteration 1); nothing to resume or "
             f"evaluate: start a new run")
+
+
+def saved_options(run_dir: str | Path, kind: str, names: set[str]) -> dict[str, Any]:
+    """The options of ``names`` saved in ``run_dir/config.json`` by a run of ``kind``.
+
+    Raises:
+        ValueError: Naming ``run_dir`` when the run is of another kind.
+    """
+    saved = json.loads((Path(run_dir) / "config.json").read_text())
+    if saved.get("kind") != kind:
+        raise ValueError(f"run_dir must be a metarl {kind} run (config.json kind {kind!r}), "
+                         f"got kind {saved.get('kind')!r} in {run_dir}")
+    return {k: v for k, v in saved.items() if k in names}
 
 
 def check_run_dir(name: str, path: str | Path) -> None:

@@ -8,7 +8,6 @@ resumes and evaluates on a CPU machine (its saved device is recorded, never re-v
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import tyro
 from metarl.core import ALGO_NAMES, PATH_CHOICES, MetaAlgorithm, get_algorithm, resolve_device
 from metarl.options import Device, OptFloat, OptInt, choices
 from metarl.rl.presets import ENV_NAMES, PRESET_NAMES, Preset, get_preset, override
-from metarl.runs import check_run_dir
+from metarl.runs import check_run_dir, saved_options
 from metarl.utils import check_seed
 
 
@@ -197,12 +196,7 @@ def load_config(run_dir: str | Path, **call: Any) -> TrainConfig:
             ``threads``, ``progress``, ...); the saved device is never validated, so a run
             trained on CUDA loads on a machine without it.
     """
-    saved = json.loads((Path(run_dir) / "config.json").read_text())
-    if saved.get("kind") != "rl":
-        raise ValueError(f"run_dir must be a metarl RL run (config.json kind 'rl'), got "
-                         f"kind {saved.get('kind')!r} in {run_dir}")
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    kwargs = {k: v for k, v in saved.items() if k in names}
+    kwargs = saved_options(run_dir, "rl", {f.name for f in dataclasses.fields(TrainConfig)})
     if kwargs.get("hidden") is not None:
         kwargs["hidden"] = tuple(kwargs["hidden"])
     kwargs.update({"device": "cpu", "resume": None, **call})

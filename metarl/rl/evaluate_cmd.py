@@ -18,7 +18,7 @@ import tyro
 
 from metarl.core import resolve_device
 from metarl.logging import Logger
-from metarl.options import Device, OptFloat, OptInt, RunDir
+from metarl.options import Device, EvalName, OptFloat, OptInt, RunDir
 from metarl.rl.config import TrainConfig, load_config
 from metarl.rl.evaluate import evaluate, format_table, held_out_tasks, write_eval
 from metarl.rl.factories import build_learner, make_env
@@ -47,7 +47,7 @@ class EvalConfig:
     """Episodes per task per step; default: the run's episodes_per_task."""
     device: Device = "cpu"
     """cpu, cuda, cuda:N or auto (this call's, whatever the run was trained on)."""
-    out: Annotated[str | None, tyro.conf.arg(metavar="NAME")] = None
+    out: EvalName = None
     """Name of this evaluation's outputs in RUN_DIR/evaluations/ (default: iter<N>-<time>);
     an existing name is refused, never overwritten."""
 

@@ -8,7 +8,6 @@ the field and its allowed values. The device belongs to the call, not to the run
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,8 @@ from metarl.core import (
     get_params,
     resolve_device,
 )
-from metarl.options import Device, OptFloat, OptInt, RunDir, choices
-from metarl.runs import check_run_dir, evaluation_paths
+from metarl.options import Device, EvalName, OptFloat, OptInt, RunDir, choices
+from metarl.runs import check_run_dir, evaluation_paths, saved_options
 from metarl.supervised.models import TASKS, build_model
 from metarl.supervised.tasks import LinearTaskSpec
 from metarl.utils import check_seed
@@ -203,12 +202,8 @@ def _check_head_and_device(cfg: SupervisedConfig) -> None:
 def load_config(run_dir: str | Path, **call: Any) -> SupervisedConfig:
     """The config saved in ``run_dir/config.json`` with this call's options (``device``,
     ``progress``, ...) in place of the saved ones; the saved device is never validated."""
-    saved = json.loads((Path(run_dir) / "config.json").read_text())
-    if saved.get("kind") != "supervised":
-        raise ValueError(f"run_dir must be a metarl supervised run (config.json kind "
-                         f"'supervised'), got kind {saved.get('kind')!r} in {run_dir}")
     names = {f.name for f in dataclasses.fields(SupervisedConfig)}
-    kwargs = {k: v for k, v in saved.items() if k in names}
+    kwargs = saved_options(run_dir, "supervised", names)
     return SupervisedConfig(**{**kwargs, "device": "cpu", "resume": None, **call})
 
 
@@ -233,7 +228,7 @@ class SupervisedEvalConfig:
     """Seed of the held-out tasks (default: the run's eval_seed)."""
     device: Device = "cpu"
     """cpu, cuda, cuda:N or auto (this call's, whatever the run was trained on)."""
-    out: Annotated[str | None, tyro.conf.arg(metavar="NAME")] = None
+    out: EvalName = None
     """Name of this evaluation's outputs in RUN_DIR/evaluations/ (default: iter<N>-<time>);
     an existing name is refused, never overwritten."""
 
