@@ -62,12 +62,9 @@ class EpisodeSampler:
         class ``[T, N, K + Q]`` (the first K support, the rest query)."""
         _check_positive(n_tasks=n_tasks)
         classes, per_class = self.images.shape[:2]
-        # argsort of float64 uniforms is a uniform permutation per row (ties ~ 2^-53).
-        class_keys = torch.rand((n_tasks, classes), generator=generator, dtype=torch.float64)
-        chosen = class_keys.argsort(dim=1)[:, :self.ways]
-        image_keys = torch.rand((n_tasks, self.ways, per_class), generator=generator,
-                                dtype=torch.float64)
-        draws = image_keys.argsort(dim=2)[..., :self.shots + self.queries]
+        chosen = _first_of_permutations((n_tasks, classes), self.ways, generator)
+        draws = _first_of_permutations((n_tasks, self.ways, per_class),
+                                       self.shots + self.queries, generator)
         return chosen, draws
 
     def sample(self, n_tasks: int, generator: torch.Generator) -> tuple[Batch, Batch]:
@@ -81,10 +78,21 @@ class EpisodeSampler:
         chosen, draws = self.indices(n_tasks, generator)
         device = self.images.device
         picked = self.images[chosen.to(device)[..., None], draws.to(device)]
-        x = picked.float() / 255 if picked.dtype == torch.uint8 else picked.float()
+        x = picked.float().div_(255) if picked.dtype == torch.uint8 else picked.float()
         labels = torch.arange(self.ways, device=device).expand(n_tasks, self.ways)
         return (_flatten(x[:, :, :self.shots], labels),
                 _flatten(x[:, :, self.shots:], labels))
+
+
+def _first_of_permutations(shape: tuple[int, ...], k: int,
+                           generator: torch.Generator) -> torch.Tensor:
+    """The first ``k`` entries of a uniform random permutation of the last axis, per row.
+
+    The indices of the ``k`` largest of i.i.d. float64 uniforms, in decreasing order: a
+    uniform ordered draw without replacement (ties have probability ~2^-53).
+    """
+    keys = torch.rand(shape, generator=generator, dtype=torch.float64)
+    return keys.topk(k, dim=-1).indices
 
 
 def _flatten(x: torch.Tensor, labels: torch.Tensor) -> Batch:
