@@ -187,7 +187,9 @@ def test_per_step_stats_under_vmap_fold_save_and_restore() -> None:
     rows = trained["blocks.0.norm.running_mean"]
     assert not torch.allclose(rows[0], rows[1]) and not torch.allclose(rows[1], rows[2])
     # An evaluation task folds its own statistics, then the saved ones are restored.
-    _, stats = loss_stats(params, {k: v[0] for k, v in batch.items()}, 1)
+    grads, stats = torch.func.grad(loss_stats, has_aux=True)(
+        params, {k: v[0] for k, v in batch.items()}, 1)
+    assert set(grads) == set(params) and set(stats) <= set(trained)
     set_running_stats(model, fold_batch_stats(running_stats(model), stats, 1))
     assert not torch.equal(running_stats(model)["blocks.0.norm.running_mean"], rows)
     set_running_stats(model, trained)
