@@ -112,9 +112,7 @@ class Conv4(nn.Module):
             _block(in_channels if i == 0 else filters, filters,
                    weight_rows=rows if per_step_bn_weights else None,
                    stat_rows=rows if per_step_bn_stats else 1) for i in range(BLOCKS))
-        side = image_size
-        for _ in range(BLOCKS):
-            side //= 2
+        side = image_size // 2**BLOCKS  # each 2x2 pool floors the side: 28 -> 1, 84 -> 5
         self.head = nn.Linear(filters * side * side, ways)
         for module in self.modules():
             if isinstance(module, nn.Conv2d | nn.Linear):
