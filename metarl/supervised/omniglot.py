@@ -97,13 +97,14 @@ def find_sources(root: Path) -> list[Path]:
 
 
 def cache_key(sources: list[Path], resample: str) -> str:
-    """A short hash of every source file's name, size and mtime (the archives' or PNGs')."""
+    """A short hash of every source file's size, mtime and name relative to the data root
+    (the archives' or the PNGs'), so the same data reached by another path shares a cache."""
     digest = hashlib.sha256(f"v{CACHE_VERSION} {IMAGE_SIZE} {resample}".encode())
     for source in sources:
         files = [source] if source.is_file() else sorted(source.glob("*/*/*.png"))
         for path in files:
-            stat = path.stat()
-            digest.update(f"{path.as_posix()} {stat.st_size} {stat.st_mtime_ns}\n".encode())
+            stat, name = path.stat(), path.relative_to(source.parent).as_posix()
+            digest.update(f"{name} {stat.st_size} {stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
 
