@@ -56,3 +56,22 @@ def test_plot_adaptation_writes_png(tmp_path) -> None:
     path = plot_adaptation({"maml": ([-30, -20, -15], [1, 1, 1])}, tmp_path / "a.png",
                            title="t", ylabel="return")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_says_the_band_is_a_95_ci_and_keeps_the_title(tmp_path, monkeypatch) -> None:
+    import matplotlib.figure
+
+    seen = {}
+    original = matplotlib.figure.Figure.savefig
+
+    def capture(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen["legend"] = [t.get_text() for t in self.axes[0].get_legend().get_texts()]
+        seen["title"] = self.axes[0].get_title()
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", capture)
+    plot_adaptation({"maml": ([1, 2], [0.5, 0.5])}, tmp_path / "p.png",
+                    title="Navigation2D, iteration 60: 20 held-out tasks x 2 seeds",
+                    ylabel="return")
+    assert "95% CI" in seen["legend"] and "maml (mean)" in seen["legend"]
+    assert seen["title"] == "Navigation2D, iteration 60: 20 held-out tasks x 2 seeds"
