@@ -1,4 +1,4 @@
-"""MAML on mixed linear regression (Bernacchia, 2021): closed forms against the core and sampling."""
+"""MAML on mixed linear regression (Bernacchia, 2021): closed forms vs the core and sampling."""
 
 from __future__ import annotations
 
