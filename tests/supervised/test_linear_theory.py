@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from metarl.core import adapt, meta_loss
+from metarl.core import SecondOrder, adapt, meta_loss
 from metarl.supervised.linear_theory import (
     MamlLinearSetting,
     adapt_linear,
@@ -80,7 +80,7 @@ def core_meta_loss(w: torch.Tensor, support: Batch, query: Batch, alpha: float) 
     """The suite's MAML objective (one inner step, second order) in the paper's loss."""
     model = linear_model(w.shape[-1])
     loss, _ = meta_loss({"weight": w[None]}, half_mse_loss_fn(model), support, query, steps=1,
-                        rule=alpha, keys=("weight",), first_order=False)
+                        rule=alpha, keys=("weight",), estimator=SecondOrder())
     return loss
 
 
