@@ -39,7 +39,7 @@ from metarl.core import (
 )
 from metarl.rl.collect import Collector, Data, MetaBatch
 from metarl.rl.policy import GaussianMLPPolicy, entropy, kl_divergence, log_prob
-from metarl.rl.sampler import BatchedSampler
+from metarl.rl.sampler import Sampler
 from metarl.rl.trpo import TrpoConfig, fisher_vector_product, flat_grad, trpo_update
 from metarl.utils import draw_seed
 
@@ -160,7 +160,7 @@ class TrpoMetaLearner:
         known = self.paths.known((num_tasks, samples_per_task))
         return True if known is None else known
 
-    def collect(self, sampler: BatchedSampler, tasks: Sequence[Any]) -> MetaBatch:
+    def collect(self, sampler: Sampler, tasks: Sequence[Any]) -> MetaBatch:
         """Pre-update episodes, inner steps, post-update episodes: the data of one update."""
         vectorize = self._sampling_vectorize(len(tasks), sampler.episodes_per_task *
                                              sampler.horizon)
@@ -231,7 +231,7 @@ class TrpoMetaLearner:
         logs.update(path_logs)
         return logs
 
-    def step(self, sampler: BatchedSampler, tasks: Sequence[Any]) -> dict[str, float]:
+    def step(self, sampler: Sampler, tasks: Sequence[Any]) -> dict[str, float]:
         """One meta-iteration: sample, adapt, sample, TRPO step. Returns namespaced logs."""
         batch = self.collect(sampler, tasks)
         logs = {**batch.logs, **self.meta_update(batch)}
@@ -250,7 +250,7 @@ class TrpoMetaLearner:
         lr = self.eval_inner_lr if inner_lr is None else inner_lr
         return self.rule if lr is None else float(lr)
 
-    def adapt_and_evaluate(self, sampler: BatchedSampler, tasks: Sequence[Any],
+    def adapt_and_evaluate(self, sampler: Sampler, tasks: Sequence[Any],
                            inner_steps: int, inner_lr: float | None = None,
                            seed: int | None = None) -> np.ndarray:
         """Mean episode return per task after 0..``inner_steps`` inner steps, ``[K+1, T]``.
