@@ -186,3 +186,62 @@ def evaluation_paths(run_dir: str | Path, name: str | None, iteration: int) -> P
 
 def _taken(stem: Path) -> bool:
     return stem.with_suffix(".json").exists() or stem.exists()
+
+
+@dataclass
+class NonfiniteGuard:
+    """Stops a run whose updates stay non-finite, shared by ``metarl train`` and ``supervised``.
+
+    The updaters (TRPO, the outer Adam) already skip a non-finite update, leaving the
+    parameters untouched; :meth:`record` after each update warns about a skipped one on
+    stderr and counts them in a row. The loops write no scheduled checkpoint during such a
+    streak (:attr:`clear`), so the newest checkpoint holds the last good state.
+
+    Args:
+        limit: Skipped updates in a row that stop the run (``--max-nonfinite-updates``).
+        run_dir: The run folder (the stop message names its newest checkpoint).
+        advice: What to check, for the stop message.
+    """
+
+    limit: int
+    run_dir: Path
+    advice: str
+    streak: int = 0
+    first: int = 0
+    last: int = 0
+    cause: str = ""
+
+    @property
+    def clear(self) -> bool:
+        """Whether the last update was applied (no streak of skipped ones)."""
+        return self.streak == 0
+
+    def record(self, skipped: bool, iteration: int, cause: str) -> bool:
+        """Count update ``iteration``; returns True when the run must stop (:meth:`error`)."""
+        if not skipped:
+            self.streak = 0
+            return False
+        if self.streak == 0:
+            self.first = iteration
+        self.streak, self.last, self.cause = self.streak + 1, iteration, cause
+        from tqdm import tqdm
+
+        tqdm.write(f"warning: iteration {iteration}: the update was skipped ({cause}); "
+                   f"{self.streak} in a row, the run stops at {self.limit} "
+                   f"(--max-nonfinite-updates)", file=sys.stderr)
+        return self.streak >= self.limit
+
+    def error(self) -> RunError:
+        """The :class:`RunError` that stops the run: how many, what to check, where to resume."""
+        newest = latest_checkpoint(self.run_dir)
+        if newest is None:
+            where = ("no checkpoint was written (no update of this run was applied): start a "
+                     "new run once the cause is fixed")
+        else:
+            where = (f"the newest checkpoint, {newest.name} (iteration "
+                     f"{int(newest.stem.split('_')[-1])}), holds the last good state: "
+                     f"--resume {self.run_dir} continues from it")
+        return RunError(f"stopped: {self.streak} consecutive updates were skipped as non-finite "
+                        f"(iterations {self.first}..{self.last}; the last: {self.cause}); "
+                        f"{self.advice}, or allow more with --max-nonfinite-updates (now "
+                        f"{self.limit}); {where}")

@@ -144,6 +144,8 @@ class Collector:
         episodes = sampler.sample(self.policy, params, tasks, draw_seed())
         logs["time/sampling_s"] = logs.get("time/sampling_s", 0.0) + time.perf_counter() - start
         logs["env_steps"] = logs.get("env_steps", 0.0) + sampler.num_envs * sampler.horizon
+        logs["data/nonfinite_steps"] = (logs.get("data/nonfinite_steps", 0.0) +
+                                        episodes.num_nonfinite_steps)
         return episodes
 
     def old_distribution(self, params: Params, valid: Data) -> Data:

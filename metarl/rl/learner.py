@@ -40,7 +40,13 @@ from metarl.core import (
 from metarl.rl.collect import Collector, Data, MetaBatch
 from metarl.rl.policy import GaussianMLPPolicy, entropy, kl_divergence, log_prob
 from metarl.rl.sampler import Sampler
-from metarl.rl.trpo import TrpoConfig, fisher_vector_product, flat_grad, trpo_update
+from metarl.rl.trpo import (
+    TrpoConfig,
+    fisher_vector_product,
+    flat_grad,
+    skipped_logs,
+    trpo_update,
+)
 from metarl.utils import draw_seed
 
 MAML = ALGORITHMS["maml"]
@@ -232,9 +238,17 @@ class TrpoMetaLearner:
         return logs
 
     def step(self, sampler: Sampler, tasks: Sequence[Any]) -> dict[str, float]:
-        """One meta-iteration: sample, adapt, sample, TRPO step. Returns namespaced logs."""
+        """One meta-iteration: sample, adapt, sample, TRPO step. Returns namespaced logs.
+
+        Episodes holding a non-finite observation or reward (``data/nonfinite_steps``) skip
+        the TRPO step at once, as a non-finite loss or gradient does inside it.
+        """
         batch = self.collect(sampler, tasks)
-        logs = {**batch.logs, **self.meta_update(batch)}
+        if batch.logs["data/nonfinite_steps"] > 0:
+            update = {**skipped_logs(math.nan), "time/meta_update_s": 0.0}
+        else:
+            update = self.meta_update(batch)
+        logs = {**batch.logs, **update}
         logs["policy/entropy"] = float(entropy(self.policy.log_std.detach()))
         if self.rule.learned:
             logs["inner/lr_mean"] = float(self.rule.lrs.detach().mean())

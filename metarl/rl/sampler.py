@@ -55,6 +55,13 @@ class Episodes:
         """Valid environment steps held."""
         return int(self.masks.sum())
 
+    @property
+    def num_nonfinite_steps(self) -> int:
+        """Steps (valid or padding) whose observation or reward is NaN or infinite; any one
+        poisons the losses, masked or not (``NaN * 0`` is NaN)."""
+        bad = ~torch.isfinite(self.obs).all(dim=-1) | ~torch.isfinite(self.rewards)
+        return int(bad.sum())
+
     def to(self, device: torch.device | str) -> Episodes:
         """A copy on ``device``."""
         return Episodes(self.obs.to(device), self.actions.to(device), self.rewards.to(device),
