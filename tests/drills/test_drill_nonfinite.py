@@ -28,25 +28,8 @@ from metarl.runs import checkpoints, load_checkpoint
 from metarl.supervised.data import TrainSampler
 
 NAN = float("nan")
-TINY = dict(env="Navigation2D", meta_batch=2, episodes_per_task=2, horizon=10, eval_tasks=2,
-            eval_seeds=1, eval_inner_steps=1, eval_every=0, threads=1, progress=False,
-            meta_update_path="batched", checkpoint_every=1)
-
-
-def tb_scalars(run_dir: Path, tag: str) -> dict[int, float]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    out: dict[int, float] = {}
-    for events in sorted(run_dir.glob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(events))
-        acc.Reload()
-        if tag in acc.Tags()["scalars"]:
-            out.update({e.step: e.value for e in acc.Scalars(tag)})
-    return out
-
-
-def saved_iterations(run_dir: Path) -> list[int]:
-    return [int(load_checkpoint(p)["iteration"]) for p in checkpoints(run_dir)]
+Scalars = Callable[[Path, str], dict[int, float]]
+Saved = Callable[[Path], list[int]]
 
 
 class PoisonedSampler(BatchedSampler):
@@ -113,13 +96,13 @@ INJECTIONS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
 @pytest.mark.parametrize("where", list(INJECTIONS))
 def test_one_nonfinite_update_is_skipped_logged_and_the_run_goes_on(
         where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], tiny: dict[str, Any], scalars: Scalars,
+        saved_iterations: Saved) -> None:
     INJECTIONS[where](monkeypatch)
-    run_dir = train(TrainConfig(**{**TINY, "run_root": str(tmp_path),  # type: ignore[arg-type]
-                                   "iterations": 3}))
-    assert tb_scalars(run_dir, "trpo/nonfinite_skipped") == {1: 0.0, 2: 1.0, 3: 0.0}
-    assert tb_scalars(run_dir, "trpo/accepted")[2] == 0.0
-    data = tb_scalars(run_dir, "data/nonfinite_steps")
+    run_dir = train(TrainConfig(**{**tiny, "run_root": str(tmp_path), "iterations": 3}))
+    assert scalars(run_dir, "trpo/nonfinite_skipped") == {1: 0.0, 2: 1.0, 3: 0.0}
+    assert scalars(run_dir, "trpo/accepted")[2] == 0.0
+    data = scalars(run_dir, "data/nonfinite_steps")
     assert (data[2] > 0) == (where in ("reward", "observation")) and data[3] == 0.0
     assert "warning: iteration 2: the update was skipped" in capsys.readouterr().err
     assert (run_dir / "eval.json").is_file()  # the run went on to the end
@@ -129,22 +112,19 @@ def test_one_nonfinite_update_is_skipped_logged_and_the_run_goes_on(
 
 
 def test_a_run_that_stays_nonfinite_stops_with_a_clear_message(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        cli_train: Callable[..., list[str]], scalars: Scalars, saved_iterations: Saved) -> None:
     poison_sampler(monkeypatch, "rewards", lambda c: c >= 5)  # every update from iteration 3
-    argv = ["train", "--run-root", str(tmp_path), "--iterations", "20",
-            "--max-nonfinite-updates", "3"]
-    for k, v in TINY.items():
-        argv += ["--no-progress"] if k == "progress" else [f"--{k.replace('_', '-')}", str(v)]
-    assert cli(argv) == 2
+    argv = cli_train(tmp_path, "--iterations", "20", "--max-nonfinite-updates", "3")
+    assert cli(argv[3:]) == 2  # in-process (the poisoned sampler), from "train" on
     err = capsys.readouterr().err
     (run_dir,) = tmp_path.iterdir()
     assert "3 consecutive updates were skipped as non-finite (iterations 3..5" in err
     assert "observation or reward" in err and "--max-nonfinite-updates" in err
     assert f"ckpt_00000002.pt (iteration 2), holds the last good state: --resume {run_dir}" in err
     assert saved_iterations(run_dir) == [1, 2]
-    assert tb_scalars(run_dir, "trpo/nonfinite_skipped") == {1: 0.0, 2: 0.0, 3: 1.0, 4: 1.0,
-                                                             5: 1.0}
+    assert scalars(run_dir, "trpo/nonfinite_skipped") == {1: 0.0, 2: 0.0, 3: 1.0, 4: 1.0,
+                                                          5: 1.0}
     assert not (run_dir / "eval.json").exists()
 
 
@@ -173,21 +153,21 @@ def poison_batches(monkeypatch: pytest.MonkeyPatch, poisoned: Callable[[int], bo
 
 
 def test_supervised_skips_one_nonfinite_step_and_goes_on(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        scalars: Scalars) -> None:
     poison_batches(monkeypatch, lambda n: n == 3)
     assert cli(["supervised", "--run-root", str(tmp_path), *SUPERVISED, "--iterations",
                 "5"]) == 0
     (run_dir,) = tmp_path.iterdir()
-    skipped = tb_scalars(run_dir, "train/nonfinite_skipped")
+    skipped = scalars(run_dir, "train/nonfinite_skipped")
     assert skipped == {1: 0.0, 2: 0.0, 3: 1.0, 4: 0.0, 5: 0.0}
     assert "warning: iteration 3: the update was skipped" in capsys.readouterr().err
     assert (run_dir / "eval.json").is_file()
 
 
 def test_supervised_run_that_stays_nonfinite_stops_with_a_clear_message(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        scalars: Scalars, saved_iterations: Saved) -> None:
     poison_batches(monkeypatch, lambda n: n >= 3)
     assert cli(["supervised", "--run-root", str(tmp_path), *SUPERVISED, "--iterations", "50",
                 "--max-nonfinite-updates", "4"]) == 2
@@ -196,4 +176,4 @@ def test_supervised_run_that_stays_nonfinite_stops_with_a_clear_message(
     assert "4 consecutive updates were skipped as non-finite (iterations 3..6" in err
     assert "--clip-norm" in err and "ckpt_00000002.pt (iteration 2)" in err
     assert saved_iterations(run_dir) == [1, 2]
-    assert tb_scalars(run_dir, "train/nonfinite_skipped")[6] == 1.0
+    assert scalars(run_dir, "train/nonfinite_skipped")[6] == 1.0
