@@ -22,6 +22,8 @@ from metarl.rl.ray_sampler import SAMPLERS, check_sampler_options
 from metarl.runs import RunError, check_run_dir, saved_options
 from metarl.utils import check_seed
 
+MAX_THREADS = 1024  # torch.set_num_threads overflows past 2**31 - 1 (found by the config fuzzer)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -169,8 +171,9 @@ def _check_run_options(cfg: TrainConfig) -> None:
     if not cfg.checkpoint_minutes > 0:
         raise ValueError(f"checkpoint_minutes must be a number > 0, got "
                          f"{cfg.checkpoint_minutes}")
-    if cfg.threads < 0:
-        raise ValueError(f"threads must be an int >= 0 (0: torch's default), got {cfg.threads}")
+    if not 0 <= cfg.threads <= MAX_THREADS:
+        raise ValueError(f"threads must be an int in [0, {MAX_THREADS}] (0: torch's default), "
+                         f"got {cfg.threads}")
     if isinstance(cfg.max_nonfinite_updates, bool) or cfg.max_nonfinite_updates < 1:
         raise ValueError(f"max_nonfinite_updates must be an int >= 1, got "
                          f"{cfg.max_nonfinite_updates}")
