@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 
+from metarl.logging import read_scalars
 from metarl.runs import checkpoints, latest_checkpoint, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,22 +73,9 @@ def straight(tmp_path_factory: pytest.TempPathFactory
     return params
 
 
-def tb_scalars(run_dir: Path, tag: str) -> dict[int, float]:
-    """TensorBoard scalar ``tag`` of ``run_dir`` by step."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    out: dict[int, float] = {}
-    for events in sorted(run_dir.glob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(events))
-        acc.Reload()
-        if tag in acc.Tags()["scalars"]:
-            out.update({e.step: e.value for e in acc.Scalars(tag)})
-    return out
-
-
 @pytest.fixture(scope="session")
 def scalars() -> Callable[[Path, str], dict[int, float]]:
-    return tb_scalars
+    return read_scalars
 
 
 @pytest.fixture(scope="session")
