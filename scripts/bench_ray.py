@@ -4,9 +4,10 @@ Prints two Markdown tables (and with ``--json PATH`` writes every figure as JSON
 
 * measured here: env-steps/s of one sampling call of the same tasks, policy and seed
   (HalfCheetahVel, 40 tasks x 20 episodes x 200 steps by default) on the local
-  :class:`BatchedSampler` and on :class:`RaySampler` with 1 and 2 actors, whether the
-  episodes are the same, one actor's rate on a one-task slice, the fixed cost of a Ray call
-  (a one-step call) and the cost of moving one call's episodes through Ray's object store;
+  :class:`BatchedSampler` (its physics on 2 threads and on 1) and on :class:`RaySampler` with
+  1 and 2 actors, whether the episodes are the same, one actor's rate on a one-task slice,
+  the fixed cost of a Ray call (a one-step call) and the cost of moving one call's episodes
+  through Ray's object store;
 * an estimate, not a measurement, for ``--machines`` x ``--cores`` (8 x 16): one actor per
   core at the per-actor rate measured here, the call cost measured here plus the episodes over
   a ``--bandwidth-gbit`` network, and the learner time of ``docs/bench_rl.json`` (adaptation +
@@ -92,8 +93,11 @@ class Workload:
     params: dict[str, torch.Tensor]
     tasks: list[Any]
 
-    def call(self, sampler: Sampler) -> tuple[float, Episodes]:
-        """Seconds of one seeded sampling call, and its episodes."""
+    def call(self, sampler: Sampler, threads: int = 1) -> tuple[float, Episodes]:
+        """Seconds of one seeded sampling call on ``threads`` torch threads, and its episodes.
+        (A local sampler's policy gets as many as its physics: idle OpenMP threads spin and
+        would take a core from the physics of a one-thread sampler.)"""
+        torch.set_num_threads(threads)
         start = time.perf_counter()
         episodes = sampler.sample(self.policy, self.params, self.tasks, seed=0)
         return time.perf_counter() - start, episodes
@@ -115,21 +119,24 @@ def workload(env_name: str, tasks: int) -> Workload:
     return Workload(policy, params, task_list)
 
 
-def interleaved(samplers: dict[str, tuple[Sampler, Workload]], repeats: int
-                ) -> tuple[dict[str, Any], Episodes]:
+Entry = tuple[Sampler, Workload, int]  # the sampler, its workload, torch threads
+
+
+def interleaved(samplers: dict[str, Entry], repeats: int) -> tuple[dict[str, Any], Episodes]:
     """One warm-up call each, then ``repeats`` rounds calling every sampler in turn (so a
     change in the machine's load hits all of them); the fastest call of each is kept.
     Returns the figures and the local sampler's episodes."""
     best = {name: math.inf for name in samplers}
-    episodes = {name: work.call(sampler)[1] for name, (sampler, work) in samplers.items()}
+    episodes = {name: work.call(sampler, threads)[1]
+                for name, (sampler, work, threads) in samplers.items()}
     for _ in range(repeats):
-        for name, (sampler, work) in samplers.items():
-            best[name] = min(best[name], work.call(sampler)[0])
+        for name, (sampler, work, threads) in samplers.items():
+            best[name] = min(best[name], work.call(sampler, threads)[0])
     reference = episodes["local"]
     out: dict[str, Any] = {}
-    for name, (sampler, _) in samplers.items():
+    for name, (sampler, _, _) in samplers.items():
         steps = sampler.num_envs * sampler.horizon
-        same = None if name == "local" or name.endswith("one_task") else all(
+        same = None if name == "local" or name.endswith(("one_task", "call")) else all(
             torch.equal(getattr(episodes[name], f), getattr(reference, f)) for f in FIELDS)
         out[name] = {"seconds": best[name], "env_steps": steps,
                      "env_steps_per_s": steps / best[name], "same_episodes": same}
@@ -157,19 +164,21 @@ def measure(cfg: BenchConfig) -> dict[str, Any]:
     # Every sampler is alive at once (idle actors only wait), so the rounds can interleave.
     ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
     try:
-        local = BatchedSampler(make_batched(cfg.env, tasks * episodes, horizon=horizon),
-                               episodes, "cpu")
-        samplers: dict[str, tuple[Sampler, Workload]] = {"local": (local, work)}
+        two_threads = make_batched(cfg.env, tasks * episodes, horizon=horizon, num_threads=2)
+        local = BatchedSampler(two_threads, episodes, "cpu")
+        samplers: dict[str, Entry] = {"local": (local, work, 2)}
+        one_thread = make_batched(cfg.env, tasks * episodes, horizon=horizon, num_threads=1)
+        samplers["local_1_thread"] = (BatchedSampler(one_thread, episodes, "cpu"), work, 1)
         for actors in (1, 2):
             ray_sampler = RaySampler(cfg.env, tasks, episodes, horizon, actors=actors)
-            samplers[f"ray_{actors}"] = (ray_sampler, work)
+            samplers[f"ray_{actors}"] = (ray_sampler, work, 1)
         samplers["ray_1_one_task"] = (RaySampler(cfg.env, 1, episodes, horizon, actors=1),
-                                      work.slice(1))
-        samplers["ray_call"] = (RaySampler(cfg.env, 1, 1, 1, actors=1), work.slice(1))
+                                      work.slice(1), 1)
+        samplers["ray_call"] = (RaySampler(cfg.env, 1, 1, 1, actors=1), work.slice(1), 1)
         try:
             out, reference = interleaved(samplers, repeats)
         finally:
-            for sampler, _ in samplers.values():
+            for sampler, _, _ in samplers.values():
                 sampler.close()
         out["ray_call_s"] = out.pop("ray_call")["seconds"]
         out["transfer_s"], out["payload_bytes"] = transfer_s(reference)
@@ -227,7 +236,8 @@ def tables(cfg: BenchConfig, m: dict[str, Any], est: dict[str, Any]) -> str:
     lines = [f"{cfg.env}, {tasks} tasks x {episodes} episodes x {horizon} steps per call", "",
              "| sampler | env steps/s | seconds per call | same episodes as local |",
              "|---|---|---|---|"]
-    for key, label in (("local", "local BatchedSampler (2 threads)"),
+    for key, label in (("local", "local BatchedSampler (2 physics threads)"),
+                       ("local_1_thread", "local BatchedSampler (1 physics thread)"),
                        ("ray_1", "Ray, 1 actor (1 core)"), ("ray_2", "Ray, 2 actors")):
         row, same = m[key], m[key]["same_episodes"]
         lines.append(f"| {label} | {row['env_steps_per_s']:,.0f} | {row['seconds']:.2f} | "
@@ -255,7 +265,6 @@ def tables(cfg: BenchConfig, m: dict[str, Any], est: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = tyro.cli(BenchConfig, args=argv)
-    torch.set_num_threads(2)
     load_before = os.getloadavg()
     measured = measure(cfg)
     measured["load_average_before"] = load_before

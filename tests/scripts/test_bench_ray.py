@@ -25,7 +25,7 @@ def test_quick_bench_measures_every_sampler_and_estimates(tmp_path: Path) -> Non
     assert "| Ray, 2 actors |" in r.stdout and "Estimate (not measured)" in r.stdout
     result = json.loads(out.read_text())
     measured = result["measured"]
-    for name in ("local", "ray_1", "ray_2", "ray_1_one_task"):
+    for name in ("local", "local_1_thread", "ray_1", "ray_2", "ray_1_one_task"):
         assert measured[name]["env_steps_per_s"] > 0, name
     assert measured["ray_1"]["same_episodes"] and measured["ray_2"]["same_episodes"]
     assert measured["payload_bytes"] == 4 * 2 * 20 * (17 + 6 + 1 + 1) * 4  # float32 episodes
