@@ -134,10 +134,13 @@ def test_a_killed_actor_is_replaced_and_its_tasks_sampled_again(
 @needs_ray
 @ray_group
 @pytest.mark.slow
-def test_training_on_ray_actors_equals_training_locally(ray_runtime: None,
-                                                        tmp_path: Path) -> None:
+def test_training_on_ray_actors_equals_training_locally(tmp_path: Path) -> None:
     """The learner is unchanged: 2 iterations of metarl train give bit-identical parameters
-    with --sampler ray (2 actors) and --sampler local."""
+    with --sampler ray (a subprocess starting and stopping its own Ray runtime, 2 actors) and
+    --sampler local."""
+    import subprocess
+    import sys
+
     from metarl.rl.train import main
     from metarl.runs import latest_checkpoint, load_checkpoint
 
@@ -146,11 +149,18 @@ def test_training_on_ray_actors_equals_training_locally(ray_runtime: None,
         assert path is not None
         return dict(load_checkpoint(path)["learner"]["policy"])
 
-    common = dict(env="Navigation2D", meta_batch=3, episodes_per_task=2, horizon=10,
-                  iterations=2, eval_tasks=2, eval_seeds=1, eval_inner_steps=1, eval_every=0,
-                  threads=1, progress=False, meta_update_path="batched")
-    local = main(TrainConfig(**{**common, "run_root": str(tmp_path / "a")}))  # type: ignore[arg-type]
-    remote = main(TrainConfig(**{**common, "run_root": str(tmp_path / "b"), "sampler": "ray",
-                                 "ray_actors": 2}))  # type: ignore[arg-type]
+    common: dict[str, Any] = dict(
+        env="Navigation2D", meta_batch=3, episodes_per_task=2, horizon=10, iterations=2,
+        eval_tasks=2, eval_seeds=1, eval_inner_steps=1, eval_every=0, threads=1,
+        meta_update_path="batched")
+    local = main(TrainConfig(**common, progress=False, run_root=str(tmp_path / "a")))
+    argv = [sys.executable, "-m", "metarl.cli", "train", "--no-progress", "--run-root",
+            str(tmp_path / "b"), "--sampler", "ray", "--ray-actors", "2"]
+    for k, v in common.items():
+        argv += [f"--{k.replace('_', '-')}", str(v)]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=300,
+                       cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 0, r.stderr
+    (remote,) = (tmp_path / "b").iterdir()
     a, b = learner_params(local), learner_params(remote)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
