@@ -19,6 +19,12 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The tests also run the Ray sampler back-end, so `make test` adds the optional `ray` extra
+# (one wheel and a few small dependencies; `make train` does not need it).
+$(VENV)/.installed-ray: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[dev,ray]"
+	touch $@
+
 ## Train the default agent (a short meta-RL run), then evaluate it on held-out tasks.
 train: $(VENV)/.installed
 	$(BIN)/metarl train $(ARGS)
@@ -29,8 +35,9 @@ lint: $(VENV)/.installed
 
 ## Lint, type-check, the test suite (slow tests in their short form), then the env tests again
 ## in the Meta-World venv (Meta-World + MuJoCo 3.3).
-test: lint
-	$(BIN)/python -m pytest -n 2 -m "not metaworld" $(PYTEST_ARGS)
+# --dist loadgroup keeps the Ray tests (xdist_group "ray") on one worker: one Ray runtime.
+test: lint $(VENV)/.installed-ray
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not metaworld" $(PYTEST_ARGS)
 	$(MAKE) test-metaworld
 
 # Meta-World pins its own MuJoCo (3.3), so its tests run in a separate venv; the other env tests

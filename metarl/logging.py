@@ -94,3 +94,17 @@ def _fmt(v: float) -> str:
     if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
         return f"{v:.3e}"
     return f"{v:.4g}"
+
+
+def read_scalars(run_dir: str | Path, tag: str) -> dict[int, float]:
+    """The TensorBoard scalar ``tag`` that :class:`Logger` wrote into ``run_dir``, by step
+    (every events file of the folder; a later file wins a step, as after a resume)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out: dict[int, float] = {}
+    for events in sorted(Path(run_dir).glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        if tag in acc.Tags()["scalars"]:
+            out.update({e.step: e.value for e in acc.Scalars(tag)})
+    return out

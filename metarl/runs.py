@@ -6,11 +6,15 @@ standalone ``metarl evaluate``, its own ``evaluations/<name>.json|.png`` plus Te
 events in ``evaluations/<name>/``, so an evaluation never overwrites the run's results.
 Checkpoints are written after the first iteration, then every N iterations or M minutes
 (:class:`CheckpointSchedule`); a truncated or corrupt newest checkpoint is reported by name
-and the previous good one is loaded instead (:func:`load_latest`).
+and the previous good one is loaded instead (:func:`load_latest`). Each checkpoint has a
+SHA-256 digest beside it (``ckpt_<iteration>.pt.sha256``) because ``torch.load`` does not
+notice damaged tensor bytes inside an intact zip archive.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import os
@@ -45,17 +49,32 @@ def make_run_dir(root: str | Path, env: str, algo: str, seed: int) -> Path:
 
 def save_checkpoint(run_dir: str | Path, iteration: int, state: Mapping[str, Any],
                     keep: int = 2) -> Path:
-    """Atomically write ``checkpoints/ckpt_<iteration>.pt`` (temp file + rename) and keep the
-    newest ``keep`` checkpoints, so a crash loses at most the work since the last one."""
+    """Atomically write ``checkpoints/ckpt_<iteration>.pt`` and its digest (each a temp file +
+    rename, the digest first) and keep the newest ``keep`` checkpoints, so a crash loses at
+    most the work since the last one."""
     ckpt_dir = Path(run_dir) / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     path = ckpt_dir / f"ckpt_{iteration:08d}.pt"
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)
+    data = buffer.getvalue()
+    _write_atomic(digest_path(path), hashlib.sha256(data).hexdigest().encode())
+    _write_atomic(path, data)
     for old in checkpoints(run_dir)[:-keep]:
         old.unlink()
+        digest_path(old).unlink(missing_ok=True)
     return path
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def digest_path(path: str | Path) -> Path:
+    """The SHA-256 digest file of checkpoint ``path``."""
+    return Path(f"{path}.sha256")
 
 
 def checkpoints(run_dir: str | Path) -> list[Path]:
@@ -70,8 +89,18 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """One checkpoint, on ``map_location`` (CPU by default: a GPU run loads anywhere)."""
-    state: dict[str, Any] = torch.load(path, map_location=map_location, weights_only=False)
+    """One checkpoint, on ``map_location`` (CPU by default: a GPU run loads anywhere).
+
+    Raises:
+        ValueError: When the file does not match its digest (checkpoints from before digests
+            have none and load unchecked).
+    """
+    data = Path(path).read_bytes()
+    digest = digest_path(path)
+    if digest.is_file() and hashlib.sha256(data).hexdigest() != digest.read_text().strip():
+        raise ValueError(f"its SHA-256 does not match {digest.name} (the file is damaged)")
+    state: dict[str, Any] = torch.load(io.BytesIO(data), map_location=map_location,
+                                       weights_only=False)
     state.setdefault("format", 1)
     return state
 
@@ -186,3 +215,62 @@ def evaluation_paths(run_dir: str | Path, name: str | None, iteration: int) -> P
 
 def _taken(stem: Path) -> bool:
     return stem.with_suffix(".json").exists() or stem.exists()
+
+
+@dataclass
+class NonfiniteGuard:
+    """Stops a run whose updates stay non-finite, shared by ``metarl train`` and ``supervised``.
+
+    The updaters (TRPO, the outer Adam) already skip a non-finite update, leaving the
+    parameters untouched; :meth:`record` after each update warns about a skipped one on
+    stderr and counts them in a row. The loops write no scheduled checkpoint during such a
+    streak (:attr:`clear`), so the newest checkpoint holds the last good state.
+
+    Args:
+        limit: Skipped updates in a row that stop the run (``--max-nonfinite-updates``).
+        run_dir: The run folder (the stop message names its newest checkpoint).
+        advice: What to check, for the stop message.
+    """
+
+    limit: int
+    run_dir: Path
+    advice: str
+    streak: int = 0
+    first: int = 0
+    last: int = 0
+    cause: str = ""
+
+    @property
+    def clear(self) -> bool:
+        """Whether the last update was applied (no streak of skipped ones)."""
+        return self.streak == 0
+
+    def record(self, skipped: bool, iteration: int, cause: str) -> bool:
+        """Count update ``iteration``; returns True when the run must stop (:meth:`error`)."""
+        if not skipped:
+            self.streak = 0
+            return False
+        if self.streak == 0:
+            self.first = iteration
+        self.streak, self.last, self.cause = self.streak + 1, iteration, cause
+        from tqdm import tqdm
+
+        tqdm.write(f"warning: iteration {iteration}: the update was skipped ({cause}); "
+                   f"{self.streak} in a row, the run stops at {self.limit} "
+                   f"(--max-nonfinite-updates)", file=sys.stderr)
+        return self.streak >= self.limit
+
+    def error(self) -> RunError:
+        """The :class:`RunError` that stops the run: how many, what to check, where to resume."""
+        newest = latest_checkpoint(self.run_dir)
+        if newest is None:
+            where = ("no checkpoint was written (no update of this run was applied): start a "
+                     "new run once the cause is fixed")
+        else:
+            where = (f"the newest checkpoint, {newest.name} (iteration "
+                     f"{int(newest.stem.split('_')[-1])}), holds the last good state: "
+                     f"--resume {self.run_dir} continues from it")
+        return RunError(f"stopped: {self.streak} consecutive updates were skipped as non-finite "
+                        f"(iterations {self.first}..{self.last}; the last: {self.cause}); "
+                        f"{self.advice}, or allow more with --max-nonfinite-updates (now "
+                        f"{self.limit}); {where}")

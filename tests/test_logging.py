@@ -5,7 +5,7 @@ import json
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from metarl.logging import Logger, write_json
+from metarl.logging import Logger, read_scalars, write_json
 
 
 def test_logger_writes_tensorboard_scalars_and_hparams(tmp_path) -> None:
@@ -51,3 +51,13 @@ def test_console_skips_steps_without_console_keys() -> None:
     log.record("adapt/return_step0", -8.0)
     log.dump(6)
     assert out.getvalue() == "[6] return_step0=-8\n"
+
+
+def test_read_scalars_gives_back_what_the_logger_wrote(tmp_path) -> None:
+    logger = Logger(tmp_path, console=False)
+    for step in (1, 2):
+        logger.record("trpo/kl", 0.5 * step)
+        logger.dump(step)
+    logger.close()
+    assert read_scalars(tmp_path, "trpo/kl") == {1: 0.5, 2: 1.0}
+    assert read_scalars(tmp_path, "missing") == {}

@@ -22,3 +22,12 @@ def test_dependencies_are_floors_and_metaworld_is_optional() -> None:
     assert any(d.startswith("metaworld") for d in PYPROJECT["project"]["optional-dependencies"]
                ["metaworld"])
     assert all("==" not in d for d in deps)
+
+
+def test_ray_is_an_optional_extra_and_make_test_installs_it() -> None:
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert not any(d.startswith("ray") for d in PYPROJECT["project"]["dependencies"])
+    assert any(d.startswith("ray>=") for d in extras["ray"])
+    assert any(d.startswith("hypothesis>=") for d in extras["dev"])
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    assert '.[dev,ray]' in makefile and "--dist loadgroup" in makefile

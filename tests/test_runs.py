@@ -58,6 +58,24 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous(
         load_latest(tmp_path)
 
 
+def test_damaged_tensor_bytes_are_caught_by_the_digest(tmp_path: Path) -> None:
+    """torch.load reads an intact zip with damaged tensor bytes without complaint."""
+    save_checkpoint(tmp_path, 1, {"x": torch.zeros(256)})
+    path = save_checkpoint(tmp_path, 2, {"x": torch.zeros(256)})
+    data = bytearray(path.read_bytes())
+    start = data.find(bytes(64))  # inside the tensor's zeros
+    data[start:start + 8] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+    assert not torch.equal(torch.load(path, weights_only=False)["x"], torch.zeros(256))
+    with pytest.raises(ValueError, match="SHA-256 does not match ckpt_00000002.pt.sha256"):
+        load_checkpoint(path)
+    assert load_latest(tmp_path)[0].name == "ckpt_00000001.pt"
+    save_checkpoint(tmp_path, 3, {"x": torch.ones(1)})  # rotation removes digests too
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "ckpt_00000002.pt", "ckpt_00000002.pt.sha256", "ckpt_00000003.pt",
+        "ckpt_00000003.pt.sha256"]
+
+
 def test_checkpoints_carry_a_format_and_old_ones_read_as_format_1(tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path, 3, {"iteration": 3})
     assert load_checkpoint(path)["format"] == 2

@@ -35,7 +35,8 @@ def test_checkpoints_atomic_keep_latest(tmp_path) -> None:
     for it in (1, 2, 3):
         save_checkpoint(tmp_path, it, {"it": it, "w": torch.full((2,), float(it))}, keep=2)
     files = sorted((tmp_path / "checkpoints").glob("*"))
-    assert [f.name for f in files] == ["ckpt_00000002.pt", "ckpt_00000003.pt"]  # no .tmp left
+    assert [f.name for f in files] == ["ckpt_00000002.pt", "ckpt_00000002.pt.sha256",
+                                       "ckpt_00000003.pt", "ckpt_00000003.pt.sha256"]  # no .tmp
     latest = latest_checkpoint(tmp_path)
     assert latest is not None and load_checkpoint(latest)["it"] == 3
     assert latest_checkpoint(tmp_path / "nothing") is None

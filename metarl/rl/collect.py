@@ -20,7 +20,7 @@ from metarl.core import Params, Rule, inner_step, map_tasks
 from metarl.rl.baseline import LinearFeatureBaseline
 from metarl.rl.policy import GaussianMLPPolicy, log_prob
 from metarl.rl.returns import discounted_returns, gae_advantages, normalize_advantages
-from metarl.rl.sampler import BatchedSampler, Episodes, forward_per_task
+from metarl.rl.sampler import Episodes, Sampler, forward_per_task
 from metarl.utils import draw_seed
 
 Data = dict[str, torch.Tensor]
@@ -106,7 +106,7 @@ class Collector:
             out: Params = map_tasks(one, (params, data), (0, 0), vectorize)
         return {k: v.detach() for k, v in out.items()}
 
-    def collect(self, sampler: BatchedSampler, params: Params, tasks: Sequence[Any], *,
+    def collect(self, sampler: Sampler, params: Params, tasks: Sequence[Any], *,
                 inner_steps: int, rule: Rule, vectorize: bool) -> MetaBatch:
         """Pre-update episodes, ``inner_steps`` inner steps, post-update episodes.
 
@@ -138,12 +138,14 @@ class Collector:
         logs["time/env_steps_per_s"] = logs["env_steps"] / max(logs["time/sampling_s"], 1e-9)
         return MetaBatch(train, valid, logs)
 
-    def _sample(self, sampler: BatchedSampler, params: Params, tasks: Sequence[Any],
+    def _sample(self, sampler: Sampler, params: Params, tasks: Sequence[Any],
                 logs: dict[str, float]) -> Episodes:
         start = time.perf_counter()
         episodes = sampler.sample(self.policy, params, tasks, draw_seed())
         logs["time/sampling_s"] = logs.get("time/sampling_s", 0.0) + time.perf_counter() - start
-        logs["env_steps"] = logs.get("env_steps", 0.0) + sampler.env.num_envs * sampler.horizon
+        logs["env_steps"] = logs.get("env_steps", 0.0) + sampler.num_envs * sampler.horizon
+        logs["data/nonfinite_steps"] = (logs.get("data/nonfinite_steps", 0.0) +
+                                        episodes.num_nonfinite_steps)
         return episodes
 
     def old_distribution(self, params: Params, valid: Data) -> Data:

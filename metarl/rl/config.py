@@ -18,8 +18,11 @@ import tyro
 from metarl.core import ALGO_NAMES, PATH_CHOICES, MetaAlgorithm, get_algorithm, resolve_device
 from metarl.options import Device, OptFloat, OptInt, choices
 from metarl.rl.presets import ENV_NAMES, PRESET_NAMES, Preset, get_preset, override
-from metarl.runs import check_run_dir, saved_options
+from metarl.rl.ray_sampler import SAMPLERS, check_sampler_options
+from metarl.runs import RunError, check_run_dir, saved_options
 from metarl.utils import check_seed
+
+MAX_THREADS = 1024  # torch.set_num_threads overflows past 2**31 - 1 (found by the config fuzzer)
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,16 @@ class TrainConfig:
     progress: bool = True
     """Show a progress bar (iteration, env steps/s, return); --no-progress prints a line per
     iteration instead."""
+    sampler: Annotated[str, tyro.conf.arg(metavar=choices(SAMPLERS))] = "local"
+    """Where episodes are sampled: local (one batched env here) or ray (Ray actors, whole
+    tasks each; the optional extra metarl[ray]); the same episodes either way (docs/ray.md)."""
+    ray_address: Annotated[str | None, tyro.conf.arg(metavar="ADDR")] = None
+    """Ray cluster to join with --sampler ray (auto, HOST:PORT); default: a local Ray runtime."""
+    ray_actors: int = 2
+    """Ray sampler actors, in [1, meta_batch]; each samples a slice of whole tasks."""
+    max_nonfinite_updates: int = 5
+    """Stop after this many consecutive meta-updates skipped as non-finite (NaN/inf loss,
+    gradient, step, observation or reward), >= 1."""
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -105,6 +118,7 @@ class TrainConfig:
         _check_counts(hp)
         _check_run_options(self)
         _check_numbers(hp)
+        check_sampler_options(self.sampler, self.ray_address, self.ray_actors, hp.meta_batch)
         if hp.inner_steps == 0 and self.algorithm.lr_kind != "fixed":
             raise ValueError(f"inner_steps must be >= 1 for algo {self.algo!r} (it learns "
                              f"inner lrs), got 0")
@@ -157,8 +171,12 @@ def _check_run_options(cfg: TrainConfig) -> None:
     if not cfg.checkpoint_minutes > 0:
         raise ValueError(f"checkpoint_minutes must be a number > 0, got "
                          f"{cfg.checkpoint_minutes}")
-    if cfg.threads < 0:
-        raise ValueError(f"threads must be an int >= 0 (0: torch's default), got {cfg.threads}")
+    if not 0 <= cfg.threads <= MAX_THREADS:
+        raise ValueError(f"threads must be an int in [0, {MAX_THREADS}] (0: torch's default), "
+                         f"got {cfg.threads}")
+    if isinstance(cfg.max_nonfinite_updates, bool) or cfg.max_nonfinite_updates < 1:
+        raise ValueError(f"max_nonfinite_updates must be an int >= 1, got "
+                         f"{cfg.max_nonfinite_updates}")
     check_seed("seed", cfg.seed)
 
 
@@ -204,9 +222,19 @@ def load_config(run_dir: str | Path, **call: Any) -> TrainConfig:
 
 
 def resume_config(cfg: TrainConfig) -> TrainConfig:
-    """The saved config of ``cfg.resume``, with this call's iterations, device and output."""
+    """The saved config of ``cfg.resume``, with this call's iterations, device, sampler and
+    output.
+
+    Raises:
+        RunError: When this call's options do not fit the saved run (``--ray-actors`` over
+            its meta-batch).
+    """
     assert cfg.resume is not None
-    saved = load_config(cfg.resume, device=cfg.device, threads=cfg.threads,
-                        progress=cfg.progress)
+    try:
+        saved = load_config(cfg.resume, device=cfg.device, threads=cfg.threads,
+                            progress=cfg.progress, sampler=cfg.sampler,
+                            ray_address=cfg.ray_address, ray_actors=cfg.ray_actors)
+    except ValueError as err:
+        raise RunError(str(err)) from err
     iterations = cfg.iterations if cfg.iterations is not None else saved.iterations
     return dataclasses.replace(saved, iterations=iterations, resume=cfg.resume)

@@ -10,7 +10,7 @@ from metarl.envs.batched import BatchedTaskEnv, make_batched
 from metarl.rl.config import TrainConfig
 from metarl.rl.learner import TrpoMetaLearner
 from metarl.rl.policy import GaussianMLPPolicy
-from metarl.rl.sampler import BatchedSampler
+from metarl.rl.sampler import BatchedSampler, Sampler
 
 
 def make_env(cfg: TrainConfig, num_envs: int, seed: int | None) -> BatchedTaskEnv:
@@ -36,3 +36,16 @@ def make_sampler(env: BatchedTaskEnv, episodes_per_task: int,
                  device: str | torch.device) -> BatchedSampler:
     """The batched sampler over ``env`` with the policy on ``device``."""
     return BatchedSampler(env, episodes_per_task, resolve_device(str(device)))
+
+
+def make_train_sampler(cfg: TrainConfig) -> Sampler:
+    """The training sampler ``cfg.sampler`` names: one local batched env of
+    ``cfg.num_envs`` environments, or ``cfg.ray_actors`` Ray actors (same episodes)."""
+    hp = cfg.hp
+    if cfg.sampler == "ray":
+        from metarl.rl.ray_sampler import RaySampler
+
+        return RaySampler(cfg.env, hp.meta_batch, hp.episodes_per_task, hp.horizon,
+                          preset=cfg.preset, actors=cfg.ray_actors, address=cfg.ray_address,
+                          device=resolve_device(cfg.device))
+    return make_sampler(make_env(cfg, cfg.num_envs, cfg.seed), hp.episodes_per_task, cfg.device)

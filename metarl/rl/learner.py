@@ -39,8 +39,14 @@ from metarl.core import (
 )
 from metarl.rl.collect import Collector, Data, MetaBatch
 from metarl.rl.policy import GaussianMLPPolicy, entropy, kl_divergence, log_prob
-from metarl.rl.sampler import BatchedSampler
-from metarl.rl.trpo import TrpoConfig, fisher_vector_product, flat_grad, trpo_update
+from metarl.rl.sampler import Sampler
+from metarl.rl.trpo import (
+    TrpoConfig,
+    fisher_vector_product,
+    flat_grad,
+    skipped_logs,
+    trpo_update,
+)
 from metarl.utils import draw_seed
 
 MAML = ALGORITHMS["maml"]
@@ -160,7 +166,7 @@ class TrpoMetaLearner:
         known = self.paths.known((num_tasks, samples_per_task))
         return True if known is None else known
 
-    def collect(self, sampler: BatchedSampler, tasks: Sequence[Any]) -> MetaBatch:
+    def collect(self, sampler: Sampler, tasks: Sequence[Any]) -> MetaBatch:
         """Pre-update episodes, inner steps, post-update episodes: the data of one update."""
         vectorize = self._sampling_vectorize(len(tasks), sampler.episodes_per_task *
                                              sampler.horizon)
@@ -231,10 +237,18 @@ class TrpoMetaLearner:
         logs.update(path_logs)
         return logs
 
-    def step(self, sampler: BatchedSampler, tasks: Sequence[Any]) -> dict[str, float]:
-        """One meta-iteration: sample, adapt, sample, TRPO step. Returns namespaced logs."""
+    def step(self, sampler: Sampler, tasks: Sequence[Any]) -> dict[str, float]:
+        """One meta-iteration: sample, adapt, sample, TRPO step. Returns namespaced logs.
+
+        Episodes holding a non-finite observation or reward (``data/nonfinite_steps``) skip
+        the TRPO step at once, as a non-finite loss or gradient does inside it.
+        """
         batch = self.collect(sampler, tasks)
-        logs = {**batch.logs, **self.meta_update(batch)}
+        if batch.logs["data/nonfinite_steps"] > 0:
+            update = {**skipped_logs(math.nan), "time/meta_update_s": 0.0}
+        else:
+            update = self.meta_update(batch)
+        logs = {**batch.logs, **update}
         logs["policy/entropy"] = float(entropy(self.policy.log_std.detach()))
         if self.rule.learned:
             logs["inner/lr_mean"] = float(self.rule.lrs.detach().mean())
@@ -250,7 +264,7 @@ class TrpoMetaLearner:
         lr = self.eval_inner_lr if inner_lr is None else inner_lr
         return self.rule if lr is None else float(lr)
 
-    def adapt_and_evaluate(self, sampler: BatchedSampler, tasks: Sequence[Any],
+    def adapt_and_evaluate(self, sampler: Sampler, tasks: Sequence[Any],
                            inner_steps: int, inner_lr: float | None = None,
                            seed: int | None = None) -> np.ndarray:
         """Mean episode return per task after 0..``inner_steps`` inner steps, ``[K+1, T]``.

@@ -1,5 +1,10 @@
 """The training loop of ``metarl train``: iterations, periodic held-out evaluation,
-checkpoints by iterations or minutes, Ctrl-C, and what the console shows.
+checkpoints by iterations or minutes, Ctrl-C, non-finite updates, and what the console shows.
+
+A meta-update skipped as non-finite (``trpo/nonfinite_skipped``: a NaN/inf loss, gradient or
+step, or ``data/nonfinite_steps`` observations/rewards) is warned about and the run goes on;
+``--max-nonfinite-updates`` of them in a row stop it with a message (:class:`NonfiniteGuard`),
+and no scheduled checkpoint is written during such a streak.
 
 Console convention (shared with ``metarl supervised``): with ``--progress`` a bar on stderr;
 with ``--no-progress`` one line per iteration on stdout; the final results table and the
@@ -16,6 +21,10 @@ from tqdm import tqdm
 
 from metarl.rl.evaluate import evaluate_run, format_table, write_eval
 from metarl.rl.run import Run, save, sigint_flag
+from metarl.runs import NonfiniteGuard
+
+ADVICE = ("check the environment's observations and rewards (data/nonfinite_steps in "
+          "TensorBoard), the inner lr (--inner-lr) and the trust region (--max-kl)")
 
 
 def say(message: str) -> None:
@@ -64,9 +73,21 @@ def _path_message(logs: dict[str, float]) -> str | None:
             f" s, loop {logs['meta_update/probe_loop_s']:.3f} s")
 
 
+def _cause(logs: dict[str, float]) -> str:
+    data = int(logs.get("data/nonfinite_steps", 0))
+    if data:
+        return f"{data} steps with a non-finite observation or reward"
+    return "a non-finite loss, gradient or step"
+
+
 def train_loop(run: Run) -> bool:
-    """Iterate to ``cfg.hp.iterations``; returns False when stopped by Ctrl-C."""
+    """Iterate to ``cfg.hp.iterations``; returns False when stopped by Ctrl-C.
+
+    Raises:
+        RunError: After ``cfg.max_nonfinite_updates`` skipped meta-updates in a row.
+    """
     hp = run.cfg.hp
+    guard = NonfiniteGuard(run.cfg.max_nonfinite_updates, run.run_dir, ADVICE)
     first = run.iteration + 1
     bar = tqdm(total=hp.iterations, initial=run.iteration, disable=not run.cfg.progress,
                desc=f"{run.cfg.env} {run.cfg.algo}", unit="it", dynamic_ncols=True)
@@ -81,8 +102,11 @@ def train_loop(run: Run) -> bool:
             run.logger.dump(run.iteration)
             bar.update(1)
             bar.set_postfix(_postfix(logs, hp.inner_steps))
+            if guard.record(bool(logs["trpo/nonfinite_skipped"]), run.iteration, _cause(logs)):
+                raise guard.error()
             done = run.iteration >= hp.iterations
-            if done or stop.requested or run.schedule.due(run.iteration, first):
+            due = guard.clear and run.schedule.due(run.iteration, first)
+            if done or stop.requested or due:
                 save(run)
             if stop.requested and not done:
                 return False

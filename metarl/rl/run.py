@@ -18,9 +18,9 @@ import torch
 from metarl.envs.batched import BatchedTaskEnv
 from metarl.logging import Logger, write_json
 from metarl.rl.config import TrainConfig, config_to_json
-from metarl.rl.factories import build_learner, make_env, make_sampler
+from metarl.rl.factories import build_learner, make_env, make_train_sampler
 from metarl.rl.learner import TrpoMetaLearner
-from metarl.rl.sampler import BatchedSampler
+from metarl.rl.sampler import Sampler
 from metarl.runs import CheckpointSchedule, load_latest, make_run_dir, save_checkpoint
 from metarl.utils import rng_state, seed_everything, set_rng_state
 
@@ -34,8 +34,7 @@ class Run:
     cfg: TrainConfig
     run_dir: Path
     learner: TrpoMetaLearner
-    env: BatchedTaskEnv
-    sampler: BatchedSampler
+    sampler: Sampler
     task_env: BatchedTaskEnv
     logger: Logger
     schedule: CheckpointSchedule
@@ -46,7 +45,7 @@ class Run:
 
     def close(self) -> None:
         self.logger.close()
-        self.env.close()
+        self.sampler.close()
         self.task_env.close()
 
 
@@ -62,24 +61,23 @@ def start_run(cfg: TrainConfig) -> Run:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    env = make_env(cfg, cfg.num_envs, cfg.seed)
     # Tasks come from a distribution's own generator, never a global RNG: a one-env copy
     # whose ``np_random`` is seeded by ``reset(seed=)`` and saved in every checkpoint.
     task_env = make_env(cfg, 1, cfg.seed)
     task_env.reset(seed=cfg.seed)
-    learner = build_learner(cfg, env)
-    sampler = make_sampler(env, cfg.hp.episodes_per_task, cfg.device)
+    learner = build_learner(cfg, task_env)
+    sampler = make_train_sampler(cfg)
     schedule = CheckpointSchedule(cfg.checkpoint_every, cfg.checkpoint_minutes)
     if resumed is None:
         logger = Logger(run_dir, console=not cfg.progress, console_keys=CONSOLE_KEYS)
         logger.log_hparams({**config_to_json(cfg), **dataclasses.asdict(cfg.hp)})
-        return Run(cfg, run_dir, learner, env, sampler, task_env, logger, schedule)
+        return Run(cfg, run_dir, learner, sampler, task_env, logger, schedule)
     path, state = resumed
     restore(state, learner, task_env)
     iteration = int(state["iteration"])
     logger = Logger(run_dir, console=not cfg.progress, console_keys=CONSOLE_KEYS,
                     purge_step=iteration + 1)
-    return Run(cfg, run_dir, learner, env, sampler, task_env, logger, schedule, iteration,
+    return Run(cfg, run_dir, learner, sampler, task_env, logger, schedule, iteration,
                int(state["env_steps"]), float(state["wall_s"]), resumed_from=path)
 
 

@@ -6,13 +6,21 @@ in one call: ``torch.func.vmap`` over tasks of the functional policy, each task 
 Exactly ``horizon`` steps follow a reset; an episode's valid steps end at its first
 ``terminated``/``truncated`` flag, and the rest (the env's autoreset continuation) is masked.
 The raw Gaussian sample is stored; it is clipped to the action space only to step the env.
+
+Seeding convention (shared by every :class:`Sampler`): a call's ``seed`` gives one env seed
+and one noise seed (:func:`call_seeds`); environment ``j`` of the meta-batch (task
+``j // E``, episode ``j % E``) resets as ``reset(seed=env_seed + j)`` would seed it, and task
+``i``'s action noise comes from its own generator seeded by ``(noise_seed, i)``
+(:func:`task_noise`). So a task's episodes depend only on the seed and the task's index in
+the meta-batch: a slice of the tasks sampled alone (``first_task=``, as each Ray actor does,
+:mod:`metarl.rl.ray_sampler`) gives exactly the episodes the whole batch gives.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -47,6 +55,13 @@ class Episodes:
         """Valid environment steps held."""
         return int(self.masks.sum())
 
+    @property
+    def num_nonfinite_steps(self) -> int:
+        """Steps (valid or padding) whose observation or reward is NaN or infinite; any one
+        poisons the losses, masked or not (``NaN * 0`` is NaN)."""
+        bad = ~torch.isfinite(self.obs).all(dim=-1) | ~torch.isfinite(self.rewards)
+        return int(bad.sum())
+
     def to(self, device: torch.device | str) -> Episodes:
         """A copy on ``device``."""
         return Episodes(self.obs.to(device), self.actions.to(device), self.rewards.to(device),
@@ -64,8 +79,41 @@ def forward_per_task(policy: GaussianMLPPolicy, params_per_task: Params,
     return out
 
 
-def _generator(seed: int | None) -> torch.Generator:
-    return torch.Generator().manual_seed(draw_seed() if seed is None else int(seed))
+class Sampler(Protocol):
+    """What the learner samples with: :class:`BatchedSampler` (one process) or
+    :class:`~metarl.rl.ray_sampler.RaySampler` (Ray actors), interchangeable."""
+
+    episodes_per_task: int
+    num_tasks: int
+    horizon: int
+
+    @property
+    def num_envs(self) -> int:
+        """Environments per call, ``num_tasks x episodes_per_task``."""
+        ...
+
+    def sample(self, policy: GaussianMLPPolicy, params_per_task: Params, tasks: Sequence[Any],
+               seed: int | None = None) -> Episodes:
+        """``episodes_per_task`` episodes of every task, acting with its own parameters."""
+        ...
+
+    def close(self) -> None:
+        """Release the environments (and workers)."""
+        ...
+
+
+def call_seeds(seed: int) -> tuple[int, int]:
+    """``(env_seed, noise_seed)`` of one sampling call seeded ``seed``."""
+    gen = torch.Generator().manual_seed(int(seed))
+    return draw_seed(gen), draw_seed(gen)
+
+
+def task_noise(noise_seed: int, task_index: int, shape: Sequence[int],
+               dtype: torch.dtype) -> torch.Tensor:
+    """Standard normal noise ``[H, E, a]`` of task ``task_index`` (its own generator)."""
+    state = np.random.SeedSequence([int(noise_seed), int(task_index)]).generate_state(1, np.uint64)
+    gen = torch.Generator().manual_seed(int(state[0]))
+    return torch.randn(tuple(shape), generator=gen, dtype=dtype)
 
 
 class BatchedSampler:
@@ -90,8 +138,17 @@ class BatchedSampler:
         space = env.single_action_space
         self._low, self._high = np.asarray(space.low), np.asarray(space.high)
 
+    @property
+    def num_envs(self) -> int:
+        """Environments per call, ``num_tasks x episodes_per_task``."""
+        return int(self.env.num_envs)
+
+    def close(self) -> None:
+        """Close the batched env."""
+        self.env.close()
+
     def sample(self, policy: GaussianMLPPolicy, params_per_task: Params, tasks: Sequence[Any],
-               seed: int | None = None) -> Episodes:
+               seed: int | None = None, *, first_task: int = 0) -> Episodes:
         """Run one episode batch: ``horizon`` lock-step steps of all ``T x E`` environments.
 
         Args:
@@ -99,21 +156,27 @@ class BatchedSampler:
             params_per_task: Every parameter key stacked over tasks, ``[T, ...]``.
             tasks: ``T`` tasks (``T = env.num_envs / episodes_per_task``).
             seed: Seeds the env reset and the action noise (None: drawn from torch's RNG).
+            first_task: Index of ``tasks[0]`` in the meta-batch when these tasks are a slice
+                of it (the module docstring's seeding convention).
         """
         if len(tasks) != self.num_tasks:
             raise ValueError(f"tasks must hold {self.num_tasks} tasks "
                              f"(num_envs / episodes_per_task), got {len(tasks)}")
-        gen = _generator(seed)
-        env_seed = draw_seed(gen)
+        env_seed, noise_seed = call_seeds(draw_seed() if seed is None else seed)
         self.env.set_tasks([t for t in tasks for _ in range(self.episodes_per_task)])
-        obs_np, _ = self.env.reset(seed=env_seed)
+        obs_np, _ = self.env.reset(seed=env_seed + first_task * self.episodes_per_task)
+        dtype = next(iter(params_per_task.values())).dtype
+        shape = (self.horizon, self.episodes_per_task, policy.act_dim)
+        noise = torch.stack([task_noise(noise_seed, first_task + i, shape, dtype)
+                             for i in range(self.num_tasks)], dim=1)  # [H, T, E, a]
         with torch.no_grad():
-            return self._rollout(policy, params_per_task, obs_np, gen)
+            return self._rollout(policy, params_per_task, obs_np, noise)
 
     def _rollout(self, policy: GaussianMLPPolicy, params: Params, obs_np: np.ndarray,
-                 gen: torch.Generator) -> Episodes:
+                 noise: torch.Tensor) -> Episodes:
         t_, e_, h_ = self.num_tasks, self.episodes_per_task, self.horizon
-        dtype = next(iter(params.values())).dtype
+        dtype = noise.dtype
+        noise = noise.to(next(iter(params.values())).device)
         obs = torch.zeros(h_, t_ * e_, obs_np.shape[-1], dtype=dtype)
         actions = torch.zeros(h_, t_ * e_, policy.act_dim, dtype=dtype)
         rewards = torch.zeros(h_, t_ * e_, dtype=dtype)
@@ -121,7 +184,7 @@ class BatchedSampler:
         alive = np.ones(t_ * e_, dtype=bool)
         for h in range(h_):
             obs[h] = torch.from_numpy(obs_np)
-            actions[h] = self._act(policy, params, obs[h], gen)
+            actions[h] = self._act(policy, params, obs[h], noise[h])
             obs_np, rew, term, trunc, _ = self.env.step(
                 np.clip(actions[h].numpy(), self._low, self._high))
             masks[h] = torch.from_numpy(alive.astype(np.float64))
@@ -135,11 +198,9 @@ class BatchedSampler:
         return Episodes(shaped(obs), shaped(actions), shaped(rewards), shaped(masks))
 
     def _act(self, policy: GaussianMLPPolicy, params: Params, obs: torch.Tensor,
-             gen: torch.Generator) -> torch.Tensor:
-        """Gaussian actions ``[T * E, a]`` for ``obs [T * E, d]`` (noise drawn on the CPU)."""
+             noise: torch.Tensor) -> torch.Tensor:
+        """Gaussian actions ``[T * E, a]`` for ``obs [T * E, d]`` and ``noise [T, E, a]``."""
         t_, e_ = self.num_tasks, self.episodes_per_task
-        device = next(iter(params.values())).device
-        mean, log_std = forward_per_task(policy, params, obs.reshape(t_, e_, -1).to(device))
-        noise = torch.randn(mean.shape, generator=gen, dtype=mean.dtype).to(device)
+        mean, log_std = forward_per_task(policy, params, obs.reshape(t_, e_, -1).to(noise.device))
         sample = mean + torch.exp(log_std)[:, None, :] * noise
         return sample.reshape(t_ * e_, -1).cpu()

@@ -153,7 +153,8 @@ class TrpoConfig:
                 raise ValueError(f"{name} must be {allowed}, got {value}")
 
 
-def _skipped(loss: float) -> dict[str, float]:
+def skipped_logs(loss: float) -> dict[str, float]:
+    """The ``trpo/*`` logs of an update skipped as non-finite (parameters untouched)."""
     return {"trpo/surrogate_before": loss, "trpo/surrogate_after": loss, "trpo/kl": 0.0,
             "trpo/cg_residual": math.nan, "trpo/ls_steps": 0.0, "trpo/accepted": 0.0,
             "trpo/nonfinite_skipped": 1.0}
@@ -176,15 +177,15 @@ def trpo_update(params: Sequence[torch.Tensor], loss: torch.Tensor, kl_for_fvp: 
     """
     loss_before = float(loss.detach())
     if not math.isfinite(loss_before):
-        return _skipped(loss_before)
+        return skipped_logs(loss_before)
     grad = flat_grad(loss, params, retain_graph=True)
     if not bool(torch.isfinite(grad).all()):
-        return _skipped(loss_before)
+        return skipped_logs(loss_before)
     fvp = fisher_vector_product(kl_for_fvp, params, cfg.cg_damping)
     step_dir, residual = conjugate_gradient(fvp, -grad, cfg.cg_iters)
     shs = 0.5 * float(torch.dot(step_dir, fvp(step_dir)))
     if not (math.isfinite(shs) and shs > 0 and bool(torch.isfinite(step_dir).all())):
-        return _skipped(loss_before)
+        return skipped_logs(loss_before)
     full_step = step_dir * math.sqrt(cfg.max_kl / shs)
     result = backtracking_line_search(params, full_step.detach(), loss_kl, loss_before,
                                       cfg.max_kl, cfg.ls_steps, cfg.ls_ratio)

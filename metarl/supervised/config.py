@@ -99,6 +99,9 @@ class SupervisedConfig:
     --no-progress, print them as one line."""
     progress: bool = True
     """Show a progress bar with it/s and loss; --no-progress prints a line per log window."""
+    max_nonfinite_updates: int = 5
+    """Stop after this many consecutive outer steps skipped as non-finite (NaN/inf loss or
+    gradient), >= 1."""
     p: int = 10
     """Linear task: input dimension."""
     nu: float = 1.0
@@ -170,7 +173,7 @@ def _check_counts(cfg: SupervisedConfig) -> None:
                          f"{cfg.checkpoint_minutes}")
     at_least_one = ("shots", "query", "meta_batch", "iterations", "inner_steps", "eval_tasks",
                     "eval_query", "checkpoint_every", "log_every", "epoch_length",
-                    "msl_anneal_epochs", "p", "n_t", "n_v", "m")
+                    "msl_anneal_epochs", "p", "n_t", "n_v", "m", "max_nonfinite_updates")
     for name in at_least_one:
         value = getattr(cfg, name)
         if value < 1:

@@ -25,6 +25,7 @@ from metarl.core import resolve_device
 from metarl.logging import Logger, write_json
 from metarl.runs import (
     CheckpointSchedule,
+    NonfiniteGuard,
     RunError,
     load_latest,
     make_run_dir,
@@ -40,6 +41,8 @@ from metarl.utils import rng_state, seed_everything, set_rng_state
 __all__ = ["SupervisedConfig", "build_learner", "main"]
 
 CONSOLE_KEYS = ("train/loss", "train/query_loss_step0", "time/iters_per_s")
+ADVICE = ("check the task data, the inner lr (--inner-lr) and the outer lr (--lr), or clip "
+          "the meta-gradient (--clip-norm)")
 
 
 def build_learner(cfg: SupervisedConfig, device: torch.device) -> SupervisedMetaLearner:
@@ -108,12 +111,17 @@ def _train(cfg: SupervisedConfig, run_dir: Path, learner: SupervisedMetaLearner,
            sampler: TrainSampler, logger: Logger, start: int) -> None:
     window = _Window()
     schedule = CheckpointSchedule(cfg.checkpoint_every, cfg.checkpoint_minutes)
+    guard = NonfiniteGuard(cfg.max_nonfinite_updates, run_dir, ADVICE)
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations,
                disable=not cfg.progress, desc=f"{cfg.algo} {cfg.env_name}", unit="it")
     for iteration in bar:
         support, query = sampler.sample(learner.device)
-        window.add(learner.step(support, query, iteration))
+        logs = learner.step(support, query, iteration)
+        window.add(logs)
         done = iteration + 1
+        if guard.record(bool(logs["nonfinite_skipped"]), done, "a non-finite loss or gradient"):
+            window.flush(logger, done)  # train/nonfinite_skipped reaches TensorBoard
+            raise guard.error()
         if done % cfg.log_every == 0 or done == cfg.iterations:
             values = window.flush(logger, done)
             bar.set_postfix(loss=f"{values['train/loss']:.4f}")
@@ -122,7 +130,7 @@ def _train(cfg: SupervisedConfig, run_dir: Path, learner: SupervisedMetaLearner,
                                               steps=cfg.eval_inner_steps,
                                               inner_lr=cfg.eval_inner_lr,
                                               seed=cfg.eval_seed, iteration=done), done)
-        if done == cfg.iterations or schedule.due(done, start + 1):
+        if done == cfg.iterations or (guard.clear and schedule.due(done, start + 1)):
             _checkpoint(run_dir, done, learner, sampler)
             schedule.saved()
     bar.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from metarl.logging import read_scalars
 from metarl.rl.evaluate import EvalResult, format_table, write_eval
 from metarl.rl.evaluate_cmd import EvalConfig
 from metarl.rl.evaluate_cmd import main as main_eval
@@ -83,18 +84,6 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return main(cfg)
 
 
-def _tb_scalars(run_dir: Path, tag: str) -> dict[int, float]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    out: dict[int, float] = {}
-    for events in sorted(run_dir.glob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(events))
-        acc.Reload()
-        if tag in acc.Tags()["scalars"]:
-            out.update({e.step: e.value for e in acc.Scalars(tag)})
-    return out
-
-
 @pytest.mark.slow
 def test_evaluate_with_a_task_file(run_dir: Path, tmp_path: Path) -> None:
     from metarl.cli import main as cli
@@ -113,7 +102,7 @@ def test_evaluate_with_a_task_file(run_dir: Path, tmp_path: Path) -> None:
     assert returns.shape == (2, 3, 3)  # seeds x (K + 1) x tasks
     assert ev["overall"]["mean"] == pytest.approx(returns.mean(axis=(0, 2)).tolist())
     assert (evals / "file.png").read_bytes()[:4] == b"\x89PNG"
-    tb = _tb_scalars(evals / "file", "eval/return_step2")
+    tb = read_scalars(evals / "file", "eval/return_step2")
     assert tb[1] == pytest.approx(ev["overall"]["mean"][2], rel=1e-6)
     # same seeds -> the same returns; step 0 does not depend on the inner lr
     assert cli([*argv[:-1], "again", "--inner-lr", "0.5"]) == 0

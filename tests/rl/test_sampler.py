@@ -79,3 +79,36 @@ def test_bad_arguments_name_the_field() -> None:
         sampler.sample(policy, params, sampler.env.sample_tasks(T - 1), seed=0)
     with pytest.raises(ValueError, match="episodes_per_task"):
         BatchedSampler(sampler.env, 4, "cpu")
+
+
+def _fields_equal(a: Episodes, b: Episodes) -> bool:
+    return all(torch.equal(getattr(a, f), getattr(b, f))
+               for f in ("obs", "actions", "rewards", "masks"))
+
+
+@pytest.mark.parametrize("name", ["Navigation2D", "HalfCheetahVel"])
+def test_a_slice_of_the_tasks_sampled_alone_gives_the_same_episodes(name: str) -> None:
+    """The seeding convention the Ray actors rely on: a task's episodes depend only on the
+    call's seed and the task's index, not on which other tasks share the env."""
+    tasks_, episodes, horizon = 5, 2, 15
+    env = make_batched(name, tasks_ * episodes, horizon=horizon, seed=0)
+    assert env.single_observation_space.shape is not None
+    assert env.single_action_space.shape is not None
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(env.single_observation_space.shape[0],
+                               env.single_action_space.shape[0], hidden=(8,))
+    params = {k: v.detach().expand(tasks_, *v.shape) for k, v in get_params(policy).items()}
+    tasks = env.sample_tasks(tasks_)
+    whole = BatchedSampler(env, episodes, "cpu").sample(policy, params, tasks, seed=11)
+    parts = []
+    for start, stop in ((0, 2), (2, 3), (3, 5)):
+        part_env = make_batched(name, (stop - start) * episodes, horizon=horizon, num_threads=1)
+        sampler = BatchedSampler(part_env, episodes, "cpu")
+        parts.append(sampler.sample(policy, {k: v[start:stop] for k, v in params.items()},
+                                    tasks[start:stop], seed=11, first_task=start))
+    joined = Episodes(*(torch.cat([getattr(p, f) for p in parts])
+                        for f in ("obs", "actions", "rewards", "masks")))
+    assert _fields_equal(whole, joined)
+    shifted = BatchedSampler(part_env, episodes, "cpu").sample(
+        policy, {k: v[3:5] for k, v in params.items()}, tasks[3:5], seed=11, first_task=0)
+    assert not torch.equal(shifted.actions, joined.actions[3:5])  # the index matters

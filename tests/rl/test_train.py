@@ -209,9 +209,11 @@ def test_resume_continues_the_same_trajectory(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_training_changes_parameters_and_is_deterministic(tmp_path: Path) -> None:
-    one = main(tiny(tmp_path / "a", iterations=1))
-    two = main(tiny(tmp_path / "b", iterations=1))
-    other = main(tiny(tmp_path / "c", iterations=1, seed=1))
+    # auto may time the two paths differently in each run (rounding-level differences).
+    fixed = {"iterations": 1, "meta_update_path": "batched"}
+    one = main(tiny(tmp_path / "a", **fixed))
+    two = main(tiny(tmp_path / "b", **fixed))
+    other = main(tiny(tmp_path / "c", seed=1, **fixed))
     p1, p2, p3 = learner_params(one), learner_params(two), learner_params(other)
     assert all(torch.equal(p1[k], p2[k]) for k in p1)
     assert not all(torch.equal(p1[k], p3[k]) for k in p1)
