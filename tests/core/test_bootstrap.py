@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -165,7 +166,7 @@ def test_maml_lr_kl_gradient_matches_finite_differences(
                 moved.lrs.copy_(lrs)
             x_k = adapt(params, loss_fn, sup, steps=1, rule=moved, keys=keys, first_order=False)
             total = total + matching_loss(target, x_k, "kl",
-                                          distribution=lambda p, q=qry: predictive(p, q))
+                                          distribution=functools.partial(predictive, data=qry))
         return total.detach() / support[0].shape[0]
 
     torch.testing.assert_close(analytic, _central_difference(mu, base), rtol=1e-5, atol=1e-8)
