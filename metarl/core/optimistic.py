@@ -28,12 +28,15 @@ from metarl.core.params import Params
 
 
 def check_meta_step(lr: float, decay: float, optimism: float) -> None:
-    """``ValueError`` naming ``lr`` (finite > 0), ``decay`` or ``optimism`` (finite >= 0)."""
+    """``ValueError`` naming ``lr`` (finite > 0), ``decay`` (finite, any sign: BMG's pull
+    toward the target already acts as momentum, so its tuned decay can be below 0) or
+    ``optimism`` (finite >= 0)."""
     if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a finite number > 0, got {lr}")
-    for name, value in (("decay", decay), ("optimism", optimism)):
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    if not math.isfinite(decay):
+        raise ValueError(f"decay must be a finite number, got {decay}")
+    if not (math.isfinite(optimism) and optimism >= 0):
+        raise ValueError(f"optimism must be a finite number >= 0, got {optimism}")
 
 
 def meta_step(w: Params, grads: Mapping[str, torch.Tensor], *, lr: float, decay: float = 1.0,
@@ -44,6 +47,7 @@ def meta_step(w: Params, grads: Mapping[str, torch.Tensor], *, lr: float, decay:
     ``decay = 1, optimism = 0`` is plain SGD on the meta-parameters; ``decay < 1`` on
     ``x + w`` gives heavy ball; ``optimism > 0`` the optimistic step.
     """
+    check_meta_step(lr, decay, optimism)
     new = {}
     for k, g in grads.items():
         hint = g if previous is None else g - previous[k]

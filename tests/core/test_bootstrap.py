@@ -274,7 +274,9 @@ def test_bad_options_use_the_callers_names() -> None:
         bootstrapped_loss({"x": x0}, {"w": torch.zeros(DIM)}, x_plus_w, f, k=0,
                           options=BootstrapOptions())
     with pytest.raises(ValueError, match="^decay must be"):
-        check_meta_step(0.1, -0.5, 0.0)
+        check_meta_step(0.1, float("inf"), 0.0)
+    with pytest.raises(ValueError, match="^optimism must be"):
+        check_meta_step(0.1, 0.5, -1.0)
     with pytest.raises(ValueError, match="^lr must be"):
         check_meta_step(0.0, 0.5, 0.0)
 
