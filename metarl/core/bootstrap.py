@@ -35,6 +35,8 @@ from metarl.core.inner import InnerLR, Loss, adapt_trajectory, inner_grads, inne
 from metarl.core.params import Params
 
 MATCHES = ("squared", "kl")
+LR_META = ("gradient", "bmg")
+"""How learned inner lrs are meta-learned: the ordinary meta-gradient, or BMG."""
 
 UpdateRule = Callable[[Params, Params], Params]
 """``rule(x, w) -> x'``: one step of the learned update rule, differentiable in ``w``."""
