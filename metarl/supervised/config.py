@@ -24,6 +24,7 @@ from metarl.core import (
     get_params,
     resolve_device,
 )
+from metarl.core.bootstrap import LR_META, MATCHES, BootstrapOptions, check_bootstrap_options
 from metarl.options import Device, EvalName, OptFloat, OptInt, RunDir, choices
 from metarl.runs import check_run_dir, evaluation_paths, saved_options
 from metarl.supervised.models import TASKS, build_model
@@ -74,6 +75,17 @@ class SupervisedConfig:
     """Meta-iterations per epoch (the unit of the MAML++ schedules)."""
     head_selector: Annotated[str | None, tyro.conf.arg(metavar="REGEX")] = None
     """Regex selecting ANIL's head keys (default: the last linear layer)."""
+    inner_lr_meta: Annotated[str, tyro.conf.arg(metavar=choices(LR_META))] = "gradient"
+    """How learned inner lrs learn: gradient (the MAML meta-gradient) or bmg (bootstrapped
+    meta-gradients, Flennerhag et al., 2022; needs a learned --lr-kind)."""
+    bmg_l: int = 1
+    """BMG target: L - 1 more inner steps on the support, then one gradient step on the
+    query loss (L >= 1)."""
+    bmg_step: float = 0.01
+    """BMG target: the step size of its query-loss gradient step (> 0)."""
+    bmg_match: Annotated[str, tyro.conf.arg(metavar=choices(MATCHES))] = "squared"
+    """BMG matching function: squared (adapted-parameter distance) or kl (between
+    unit-variance Gaussian predictions on the query inputs)."""
     seed: int = 0
     """Seed of the model initialisation and the training task sequence."""
     eval_seed: int = 1_000
@@ -122,6 +134,7 @@ class SupervisedConfig:
         _check_counts(self)
         _check_numbers(self)
         _check_head_and_device(self)
+        _check_bootstrap(self)
         check_seed("seed", self.seed)
         check_seed("eval_seed", self.eval_seed)
         if self.resume is not None:
@@ -132,6 +145,13 @@ class SupervisedConfig:
         """The meta-algorithm ``algo`` names, with ``lr_kind`` when given."""
         algorithm = get_algorithm(self.algo)
         return algorithm if self.lr_kind is None else algorithm.replace(lr_kind=self.lr_kind)
+
+    @property
+    def bootstrap(self) -> BootstrapOptions | None:
+        """The BMG target of the inner lrs, or ``None`` when they learn by the meta-gradient."""
+        if self.inner_lr_meta != "bmg":
+            return None
+        return BootstrapOptions(lookahead=self.bmg_l, step=self.bmg_step, match=self.bmg_match)
 
     @property
     def env_name(self) -> str:
@@ -200,6 +220,17 @@ def _check_head_and_device(cfg: SupervisedConfig) -> None:
     resolve_device(cfg.device)
     if cfg.algorithm.adapt == "head" or cfg.head_selector is not None:
         adapt_keys(get_params(build_model(cfg.task, cfg.p)), "head", cfg.head_selector)
+
+
+def _check_bootstrap(cfg: SupervisedConfig) -> None:
+    if cfg.inner_lr_meta not in LR_META:
+        raise ValueError(f"inner_lr_meta must be one of {LR_META}, got {cfg.inner_lr_meta!r}")
+    check_bootstrap_options(cfg.bmg_l, cfg.bmg_step, cfg.bmg_match,
+                            ("bmg_l", "bmg_step", "bmg_match"))
+    if cfg.inner_lr_meta == "bmg" and cfg.algorithm.lr_kind == "fixed":
+        raise ValueError("inner_lr_meta 'bmg' needs learned inner lrs: lr_kind must be one of "
+                         "('per_tensor', 'per_step') (e.g. --algo metasgd or --lr-kind "
+                         "per_tensor), got 'fixed'")
 
 
 def load_config(run_dir: str | Path, **call: Any) -> SupervisedConfig:

@@ -32,6 +32,7 @@ from metarl.core import (
     msl_weights,
     use_first_order,
 )
+from metarl.core.bootstrap import BootstrapOptions, FrozenLR, bootstrapped_lr_loss
 from metarl.core.estimators import Estimator
 from metarl.supervised.models import mse_loss_fn
 from metarl.supervised.tasks import Batch
@@ -57,13 +58,17 @@ class SupervisedMetaLearner:
         first_order_until: Epochs of first-order training before second order (MAML++).
         epoch_length: Meta-iterations per epoch, for the MAML++ schedules.
         device: Where the parameters live.
+        bootstrap: Learn the inner lrs by bootstrapped meta-gradients (Flennerhag et al.,
+            2022) toward this target; the initialisation keeps the MAML meta-gradient.
+            ``None``: everything learns by the meta-gradient.
     """
 
     def __init__(self, model: nn.Module, *, algorithm: MetaAlgorithm, inner_steps: int,
                  inner_lr: float, head_selector: str | None, outer_lr: float,
                  total_steps: int, cosine: bool, clip_norm: float | None, msl: bool,
                  msl_anneal_epochs: int, first_order_until: int, epoch_length: int,
-                 device: torch.device, loss_fn: Loss | None = None) -> None:
+                 device: torch.device, loss_fn: Loss | None = None,
+                 bootstrap: BootstrapOptions | None = None) -> None:
         self.algorithm = algorithm
         self.model = model.to(device)
         self.params: Params = get_params(self.model)
@@ -72,6 +77,12 @@ class SupervisedMetaLearner:
         self.rule.to(device)
         self.inner_steps = inner_steps
         self.loss_fn: Loss = mse_loss_fn(self.model) if loss_fn is None else loss_fn
+        self.bootstrap = bootstrap
+        if bootstrap is not None and not self.rule.learned:
+            raise ValueError("bootstrap needs learned inner lrs (lr_kind per_tensor or "
+                             f"per_step), got lr_kind {algorithm.lr_kind!r}")
+        # Under BMG the MAML loss sees the rates as constants; they learn from the target.
+        self.maml_rule = self.rule if bootstrap is None else FrozenLR(self.rule)
         self.msl, self.msl_anneal_epochs = msl, msl_anneal_epochs
         self.first_order_until, self.epoch_length = first_order_until, epoch_length
         meta_params = list(self.params.values()) + list(self.rule.parameters())
@@ -98,13 +109,30 @@ class SupervisedMetaLearner:
 
     def step(self, support: Batch, query: Batch, iteration: int) -> dict[str, float]:
         """One meta-iteration on a meta-batch (vmap over tasks); returns scalar logs."""
-        loss, aux = meta_loss(self.params, self.loss_fn, support, query,
-                              steps=self.inner_steps, rule=self.rule, keys=self.keys,
-                              estimator=self.estimator(iteration),
-                              step_weights=self.step_weights(iteration), vectorize=True)
+        loss, aux = self.meta_objective(support, query, iteration)
         logs = self.optimizer.step(loss)
         logs.update({k: float(v) for k, v in aux.items() if k != "query_losses"})
         return logs
+
+    def meta_objective(self, support: Batch, query: Batch,
+                       iteration: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss whose gradient the outer step takes (value: the query loss) and logs."""
+        loss, aux = meta_loss(self.params, self.loss_fn, support, query,
+                              steps=self.inner_steps, rule=self.maml_rule, keys=self.keys,
+                              estimator=self.estimator(iteration),
+                              step_weights=self.step_weights(iteration), vectorize=True)
+        if self.bootstrap is not None:
+            match = bootstrapped_lr_loss(self.params, self.loss_fn, support, query,
+                                         steps=self.inner_steps, rule=self.rule, keys=self.keys,
+                                         options=self.bootstrap, distribution=self.predictive)
+            loss = loss + match - match.detach()  # the logged loss stays the query loss
+            aux["bmg_match"] = match.detach()
+        return loss, aux
+
+    def predictive(self, params: Params, data: Batch) -> torch.distributions.Distribution:
+        """Unit-variance Gaussian around the model's predictions (BMG's ``kl`` matching)."""
+        mean = torch.func.functional_call(self.model, params, (data["x"],))
+        return torch.distributions.Normal(mean, torch.ones_like(mean), validate_args=False)
 
     def state_dict(self) -> dict[str, Any]:
         """Meta-parameters, learned inner lrs and optimiser state, for checkpoints."""
