@@ -57,13 +57,15 @@ class SupervisedMetaLearner:
         first_order_until: Epochs of first-order training before second order (MAML++).
         epoch_length: Meta-iterations per epoch, for the MAML++ schedules.
         device: Where the parameters live.
+        outer_momentum: Momentum of the ``nsgdm`` outer rule (``algorithm.outer``).
     """
 
     def __init__(self, model: nn.Module, *, algorithm: MetaAlgorithm, inner_steps: int,
                  inner_lr: float, head_selector: str | None, outer_lr: float,
                  total_steps: int, cosine: bool, clip_norm: float | None, msl: bool,
                  msl_anneal_epochs: int, first_order_until: int, epoch_length: int,
-                 device: torch.device, loss_fn: Loss | None = None) -> None:
+                 device: torch.device, loss_fn: Loss | None = None,
+                 outer_momentum: float = 0.9) -> None:
         self.algorithm = algorithm
         self.model = model.to(device)
         self.params: Params = get_params(self.model)
@@ -76,7 +78,8 @@ class SupervisedMetaLearner:
         self.first_order_until, self.epoch_length = first_order_until, epoch_length
         meta_params = list(self.params.values()) + list(self.rule.parameters())
         self.optimizer = OuterOptimizer(meta_params, lr=outer_lr, total_steps=total_steps,
-                                        cosine=cosine, clip_norm=clip_norm)
+                                        cosine=cosine, clip_norm=clip_norm,
+                                        rule=algorithm.outer, momentum=outer_momentum)
 
     def estimator(self, iteration: int) -> Estimator:
         """The algorithm's estimator, or first order during MAML++'s first epochs (DA)."""
