@@ -110,6 +110,8 @@ class FiniteDifference(Estimator):
         query = loss_at(problem.query_loss, step)
         # The value on detached parameters: its graph would only be thrown away.
         value = query({k: p.detach() for k, p in trajectory[step].items()}, problem.query)
+        if not torch.is_grad_enabled():  # a value-only call (TRPO's line search)
+            return value
         v = full_grad(query, trajectory[step], problem.query)
         lr_terms: list[torch.Tensor] = []
         for i in range(step, 0, -1):
