@@ -24,6 +24,7 @@ from metarl.core import (
     meta_loss,
     with_fd_delta,
 )
+from metarl.core.memory import graph_bytes
 
 LossFn = Callable[[Params, Any], torch.Tensor]
 
@@ -124,28 +125,6 @@ def test_head_only_adaptation_differentiates_the_body_too(mlp: nn.Module, loss_f
            for est in (SecondOrder(), FiniteDifference(1e-5, "symmetric"))]
     for a, b in zip(*out, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9)
-
-
-def graph_bytes(loss: torch.Tensor) -> int:
-    """Bytes of the distinct tensors the autograd graph of ``loss`` holds for backward (the
-    ``_saved_*`` fields of every node, walked from ``loss.grad_fn``)."""
-    seen_nodes, seen_data, total = set(), set(), 0
-    stack = [loss.grad_fn]
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen_nodes:
-            continue
-        seen_nodes.add(node)
-        for name in dir(node):
-            if not name.startswith("_saved_"):
-                continue
-            value = getattr(node, name)
-            for t in value if isinstance(value, tuple) else (value,):
-                if isinstance(t, torch.Tensor) and (t.data_ptr(), t.numel()) not in seen_data:
-                    seen_data.add((t.data_ptr(), t.numel()))
-                    total += t.numel() * t.element_size()
-        stack.extend(next_node for next_node, _ in node.next_functions)
-    return total
 
 
 def test_autograd_memory_is_flat_in_inner_steps(mlp: nn.Module, loss_fn: LossFn,
