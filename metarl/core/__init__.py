@@ -14,6 +14,7 @@ from metarl.core.algorithm import (
     OUTER_RULES,
     MetaAlgorithm,
     get_algorithm,
+    with_fd_delta,
 )
 from metarl.core.batching import PATH_CHOICES, PathChooser, map_tasks, num_tasks, task_slice
 from metarl.core.device import resolve_device
@@ -25,6 +26,7 @@ from metarl.core.estimators import (
     TaskProblem,
     with_gradient,
 )
+from metarl.core.finite_difference import FD_SCHEMES, FiniteDifference, check_delta
 from metarl.core.inner import (
     LR_KINDS,
     InnerLR,
@@ -40,7 +42,7 @@ from metarl.core.inner import (
     sgd_step,
 )
 from metarl.core.meta import detached, meta_loss, msl_weights, task_losses, use_first_order
-from metarl.core.outer import OuterOptimizer, cosine_lr, grad_norm
+from metarl.core.outer import NormalizedMomentumSGD, OuterOptimizer, cosine_lr, grad_norm
 from metarl.core.params import ADAPT_MODES, Params, adapt_keys, check_finite, get_params, head_keys
 
 __all__ = [
@@ -48,15 +50,18 @@ __all__ = [
     "ALGORITHMS",
     "ALGO_NAMES",
     "ESTIMATORS",
+    "FD_SCHEMES",
     "LR_KINDS",
     "OUTER_RULES",
     "PATH_CHOICES",
     "Estimator",
+    "FiniteDifference",
     "FirstOrder",
     "InnerLR",
     "Loss",
     "LossFn",
     "MetaAlgorithm",
+    "NormalizedMomentumSGD",
     "OuterOptimizer",
     "Params",
     "PathChooser",
@@ -68,6 +73,7 @@ __all__ = [
     "adapt_keys",
     "adapt_trajectory",
     "check_adapt_args",
+    "check_delta",
     "check_finite",
     "cosine_lr",
     "detached",
@@ -86,5 +92,6 @@ __all__ = [
     "task_losses",
     "task_slice",
     "use_first_order",
+    "with_fd_delta",
     "with_gradient",
 ]

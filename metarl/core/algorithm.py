@@ -12,6 +12,8 @@ not change (docs/architecture.md).
 | anil | head | fixed | second order | Raghu et al., 2020 |
 | metasgd | all | learned per tensor | second order | Li et al., 2017 |
 | lslr | all | learned per layer and step | second order | Antoniou et al., 2019 (MAML++) |
+| fdmaml | all | fixed | finite differences, forward | Chayti & Jaggi, 2024 |
+| fdmaml-sym | all | fixed | finite differences, symmetric | Chayti & Jaggi, 2024 |
 """
 
 from __future__ import annotations
@@ -21,12 +23,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from metarl.core.estimators import ESTIMATORS, Estimator, FirstOrder, SecondOrder
+from metarl.core.finite_difference import FiniteDifference, check_delta
 from metarl.core.inner import LR_KINDS
+from metarl.core.outer import OUTER_RULES
 from metarl.core.params import ADAPT_MODES
 
-# Outer step rules. ``default`` is the trainer's own: Adam for supervised meta-learning,
-# TRPO for meta-RL (which consumes whatever gradient and Fisher products the estimator gives).
-OUTER_RULES = ("default",)
+# Outer step rules (OUTER_RULES, defined with them in metarl.core.outer). ``default`` is
+# the trainer's own: Adam for supervised meta-learning, TRPO for meta-RL (which consumes
+# whatever gradient and Fisher products the estimator gives). ``nsgdm`` (normalised SGD
+# with momentum) and ``clipped_sgd`` suit objectives whose smoothness grows with the
+# gradient norm, as MAML's does (Chayti & Jaggi, 2024); the supervised trainer takes them,
+# RL keeps TRPO.
 
 
 @dataclass(frozen=True)
@@ -79,9 +86,27 @@ ALGORITHMS: dict[str, MetaAlgorithm] = {a.name: a for a in (
     MetaAlgorithm("metasgd", "all", "per_tensor", SecondOrder(), reference="Li et al., 2017"),
     MetaAlgorithm("lslr", "all", "per_step", SecondOrder(),
                   reference="Antoniou et al., 2019 (MAML++ LSLR)"),
+    MetaAlgorithm("fdmaml", "all", "fixed", FiniteDifference(scheme="forward"),
+                  reference="Chayti & Jaggi, 2024 (arXiv 2409.03682), forward differences"),
+    MetaAlgorithm("fdmaml-sym", "all", "fixed", FiniteDifference(scheme="symmetric"),
+                  reference="Chayti & Jaggi, 2024 (arXiv 2409.03682), symmetric differences"),
 )}
 
 ALGO_NAMES: tuple[str, ...] = tuple(ALGORITHMS)
+
+
+def with_fd_delta(algorithm: MetaAlgorithm, delta: float | None) -> MetaAlgorithm:
+    """``algorithm`` with finite-difference step ``delta`` when its estimator takes one.
+
+    Raises:
+        ValueError: Naming ``fd_delta`` unless ``delta`` is ``None`` or a finite number > 0.
+    """
+    if delta is None:
+        return algorithm
+    check_delta(delta)
+    if not isinstance(algorithm.estimator, FiniteDifference):
+        return algorithm
+    return algorithm.replace(estimator=dataclasses.replace(algorithm.estimator, delta=delta))
 
 
 def get_algorithm(name: str) -> MetaAlgorithm:

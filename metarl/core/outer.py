@@ -4,6 +4,11 @@ Adam (Kingma & Ba, 2015) on the meta-objective as in MAML (Finn et al., 2017), w
 cosine annealing of the outer lr used by MAML++ (Antoniou et al., 2019; schedule of
 Loshchilov & Hutter, 2017, "SGDR") and global-norm clipping. A step whose loss or
 gradient is not finite is skipped, leaving parameters and optimiser state untouched.
+
+Two more outer rules suit objectives whose smoothness grows with the gradient norm, as
+MAML's does (Chayti & Jaggi, 2024): ``nsgdm``, normalised SGD with momentum
+(``m <- beta m + (1 - beta) g``, ``theta <- theta - lr m / |m|``; Cutkosky & Mehta, 2020),
+and ``clipped_sgd``, ``theta <- theta - lr min(1, c / |g|) g`` (Zhang et al., 2020).
 """
 
 from __future__ import annotations
@@ -31,6 +36,63 @@ def grad_norm(params: Iterable[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
 
 
+# ``default`` is the trainer's own rule: Adam here, TRPO in meta-RL (which takes no other).
+OUTER_RULES = ("default", "nsgdm", "clipped_sgd")
+
+
+class NormalizedMomentumSGD(torch.optim.Optimizer):
+    """Normalised SGD with momentum over all parameters together (Cutkosky & Mehta, 2020).
+
+    ``m <- beta m + (1 - beta) g`` per tensor, then every tensor moves by
+    ``-lr m / |m|`` with ``|m|`` the global norm of the momentum over all tensors, so each
+    step has length ``lr`` whatever the gradient's scale.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor], *, lr: float, momentum: float) -> None:
+        super().__init__(params, {"lr": lr, "momentum": momentum})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:  # type: ignore[override]
+        moments = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                buf = state["momentum_buffer"]
+                buf.mul_(group["momentum"]).add_(p.grad, alpha=1.0 - group["momentum"])
+                moments.append((p, buf, group["lr"]))
+        if not moments:
+            return
+        norm = torch.sqrt(sum((b * b).sum() for _, b, _ in moments))  # type: ignore[arg-type]
+        scale = 1.0 / float(norm.clamp_min(1e-12))
+        for p, buf, lr in moments:
+            p.add_(buf, alpha=-lr * scale)
+
+
+def check_outer_rule(rule: str, momentum: float, clip_norm: float | None) -> None:
+    """Raise ``ValueError`` naming ``outer``, ``outer_momentum`` or ``clip_norm``."""
+    if rule not in OUTER_RULES:
+        raise ValueError(f"outer must be one of {OUTER_RULES}, got {rule!r}")
+    if isinstance(momentum, bool) or not (math.isfinite(momentum) and 0.0 <= momentum < 1.0):
+        raise ValueError(f"outer_momentum must be a number in [0, 1), got {momentum}")
+    if rule == "clipped_sgd" and clip_norm is None:
+        raise ValueError("clip_norm must be a finite number > 0 with outer 'clipped_sgd' "
+                         "(the clipping threshold), got None")
+
+
+def make_optimizer(rule: str, params: list[torch.Tensor], lr: float,
+                   momentum: float) -> torch.optim.Optimizer:
+    """The torch optimiser of an outer rule: Adam, normalised momentum SGD or plain SGD."""
+    if rule == "nsgdm":
+        return NormalizedMomentumSGD(params, lr=lr, momentum=momentum)
+    if rule == "clipped_sgd":
+        return torch.optim.SGD(params, lr=lr)
+    return torch.optim.Adam(params, lr=lr)
+
+
 def _validate(lr: float, total_steps: int | None, cosine: bool, min_lr: float,
               clip_norm: float | None) -> None:
     check_finite("lr", lr)
@@ -42,7 +104,7 @@ def _validate(lr: float, total_steps: int | None, cosine: bool, min_lr: float,
 
 
 class OuterOptimizer:
-    """Adam on meta-parameters with optional cosine lr annealing and grad-norm clipping.
+    """An outer rule (Adam by default) with optional cosine lr annealing and grad-norm clipping.
 
     Args:
         params: Meta-parameters (model parameters and learned inner lrs).
@@ -50,12 +112,19 @@ class OuterOptimizer:
         total_steps: Steps of the cosine schedule (required when ``cosine``).
         cosine: Anneal the lr from ``lr`` to ``min_lr`` over ``total_steps`` steps.
         min_lr: Final lr of the cosine schedule.
-        clip_norm: Clip the global gradient norm to this value; ``None`` disables clipping.
+        clip_norm: Clip the global gradient norm to this value; ``None`` disables clipping
+            (required by ``clipped_sgd``: its threshold).
+        rule: ``default`` (Adam), ``nsgdm`` (normalised SGD with momentum) or
+            ``clipped_sgd`` (SGD on the clipped gradient).
+        momentum: The momentum ``beta`` of ``nsgdm``, in [0, 1).
     """
 
     def __init__(self, params: Iterable[torch.Tensor], *, lr: float, total_steps: int | None,
-                 cosine: bool, min_lr: float = 0.0, clip_norm: float | None) -> None:
+                 cosine: bool, min_lr: float = 0.0, clip_norm: float | None,
+                 rule: str = "default", momentum: float = 0.9) -> None:
         _validate(lr, total_steps, cosine, min_lr, clip_norm)
+        check_outer_rule(rule, momentum, clip_norm)
+        self.rule = rule
         self.params = list(params)
         self.base_lr = lr
         self.min_lr = min_lr
@@ -63,7 +132,7 @@ class OuterOptimizer:
         self.cosine = cosine
         self.clip_norm = clip_norm
         self.steps_taken = 0
-        self.optimizer = torch.optim.Adam(self.params, lr=lr)
+        self.optimizer = make_optimizer(rule, self.params, lr, momentum)
 
     @property
     def lr(self) -> float:
@@ -73,7 +142,7 @@ class OuterOptimizer:
         return cosine_lr(self.base_lr, self.min_lr, self.steps_taken, self.total_steps)
 
     def step(self, loss: torch.Tensor) -> dict[str, float]:
-        """Zero grads, backpropagate ``loss``, and take one guarded, clipped Adam step.
+        """Zero grads, backpropagate ``loss``, and take one guarded, clipped step of the rule.
 
         Returns:
             Logs: ``loss``, ``grad_norm`` (before clipping), ``lr`` (used by this step),
@@ -111,7 +180,7 @@ class OuterOptimizer:
                 "nonfinite_skipped": 1.0 if skipped else 0.0}
 
     def state_dict(self) -> dict[str, Any]:
-        """Adam state and schedule position, for checkpoints."""
+        """The rule's optimiser state and schedule position, for checkpoints."""
         return {"optimizer": self.optimizer.state_dict(), "steps_taken": self.steps_taken}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

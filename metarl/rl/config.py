@@ -15,7 +15,14 @@ from typing import Annotated, Any
 
 import tyro
 
-from metarl.core import ALGO_NAMES, PATH_CHOICES, MetaAlgorithm, get_algorithm, resolve_device
+from metarl.core import (
+    ALGO_NAMES,
+    PATH_CHOICES,
+    MetaAlgorithm,
+    get_algorithm,
+    resolve_device,
+    with_fd_delta,
+)
 from metarl.options import Device, OptFloat, OptInt, choices
 from metarl.rl.presets import ENV_NAMES, PRESET_NAMES, Preset, get_preset, override
 from metarl.rl.ray_sampler import SAMPLERS, check_sampler_options
@@ -111,6 +118,9 @@ class TrainConfig:
     max_nonfinite_updates: int = 5
     """Stop after this many consecutive meta-updates skipped as non-finite (NaN/inf loss,
     gradient, step, observation or reward), >= 1."""
+    fd_delta: float = 1e-3
+    """Finite-difference step of fdmaml / fdmaml-sym, a length in parameter space, > 0
+    (Chayti & Jaggi, 2024). The outer step stays TRPO."""
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -133,8 +143,8 @@ class TrainConfig:
 
     @property
     def algorithm(self) -> MetaAlgorithm:
-        """The meta-algorithm ``algo`` names."""
-        return get_algorithm(self.algo)
+        """The meta-algorithm ``algo`` names (with ``fd_delta`` for fdmaml*)."""
+        return with_fd_delta(get_algorithm(self.algo), self.fd_delta)
 
     @property
     def num_envs(self) -> int:
@@ -149,6 +159,7 @@ def _check_choices(cfg: TrainConfig) -> None:
         if value not in allowed:
             raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
     resolve_device(cfg.device)
+    with_fd_delta(get_algorithm(cfg.algo), cfg.fd_delta)
 
 
 def _check_counts(hp: Preset) -> None:

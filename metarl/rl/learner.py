@@ -96,6 +96,9 @@ class TrpoMetaLearner:
                  device: torch.device | str = "cpu",
                  timer: Callable[[], float] = time.perf_counter) -> None:
         _check_args(inner_steps, fvp_subsample, gamma, gae_lambda, inner_lr, eval_inner_lr)
+        if algorithm.outer != "default":
+            raise ValueError(f"outer must be 'default' for meta-RL (its outer step is TRPO), "
+                             f"got {algorithm.outer!r}")
         self.algorithm, self.trpo = algorithm, trpo
         self.device = torch.device(device)
         self.policy = policy.to(self.device)

@@ -18,13 +18,16 @@ import tyro
 from metarl.core import (
     ALGO_NAMES,
     LR_KINDS,
+    OUTER_RULES,
     MetaAlgorithm,
     adapt_keys,
     get_algorithm,
     get_params,
     resolve_device,
+    with_fd_delta,
 )
 from metarl.core.bootstrap import LR_META, MATCHES, BootstrapOptions, check_bootstrap_options
+from metarl.core.outer import check_outer_rule
 from metarl.options import Device, EvalName, OptFloat, OptInt, RunDir, choices
 from metarl.runs import check_run_dir, evaluation_paths, saved_options
 from metarl.supervised.models import TASKS, build_model
@@ -128,6 +131,14 @@ class SupervisedConfig:
     """Linear task: validation (query) points per task."""
     m: int = 100
     """Linear task: size of the finite pool of training tasks."""
+    fd_delta: float = 1e-3
+    """Finite-difference step of fdmaml / fdmaml-sym, a length in parameter space, > 0
+    (Chayti & Jaggi, 2024)."""
+    outer: Annotated[str, tyro.conf.arg(metavar=choices(OUTER_RULES))] = "default"
+    """Outer rule: default (Adam), nsgdm (normalised SGD with momentum, step length --lr) or
+    clipped_sgd (SGD on the gradient clipped to --clip-norm)."""
+    outer_momentum: float = 0.9
+    """Momentum of --outer nsgdm, in [0, 1)."""
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -144,7 +155,9 @@ class SupervisedConfig:
     def algorithm(self) -> MetaAlgorithm:
         """The meta-algorithm ``algo`` names, with ``lr_kind`` when given."""
         algorithm = get_algorithm(self.algo)
-        return algorithm if self.lr_kind is None else algorithm.replace(lr_kind=self.lr_kind)
+        algorithm = algorithm if self.lr_kind is None else algorithm.replace(lr_kind=self.lr_kind)
+        algorithm = with_fd_delta(algorithm, self.fd_delta)
+        return algorithm if self.outer == "default" else algorithm.replace(outer=self.outer)
 
     @property
     def bootstrap(self) -> BootstrapOptions | None:
@@ -185,6 +198,8 @@ def _check_choices(cfg: SupervisedConfig) -> None:
     get_algorithm(cfg.algo)
     if cfg.lr_kind is not None and cfg.lr_kind not in LR_KINDS:
         raise ValueError(f"lr_kind must be None or one of {LR_KINDS}, got {cfg.lr_kind!r}")
+    check_outer_rule(cfg.outer, cfg.outer_momentum, cfg.clip_norm)
+    with_fd_delta(get_algorithm(cfg.algo), cfg.fd_delta)
 
 
 def _check_counts(cfg: SupervisedConfig) -> None:

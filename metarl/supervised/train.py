@@ -53,7 +53,8 @@ def build_learner(cfg: SupervisedConfig, device: torch.device) -> SupervisedMeta
         inner_lr=cfg.inner_lr, head_selector=cfg.head_selector, outer_lr=cfg.lr,
         total_steps=cfg.iterations, cosine=cfg.cosine, clip_norm=cfg.clip_norm, msl=cfg.msl,
         msl_anneal_epochs=cfg.msl_anneal_epochs, first_order_until=cfg.first_order_until,
-        epoch_length=cfg.epoch_length, device=device, bootstrap=cfg.bootstrap)
+        epoch_length=cfg.epoch_length, device=device, bootstrap=cfg.bootstrap,
+        outer_momentum=cfg.outer_momentum)
 
 
 def _start(cfg: SupervisedConfig) -> tuple[SupervisedConfig, Path, dict[str, Any] | None]:

@@ -61,6 +61,7 @@ class SupervisedMetaLearner:
         bootstrap: Learn the inner lrs by bootstrapped meta-gradients (Flennerhag et al.,
             2022) toward this target; the initialisation keeps the MAML meta-gradient.
             ``None``: everything learns by the meta-gradient.
+        outer_momentum: Momentum of the ``nsgdm`` outer rule (``algorithm.outer``).
     """
 
     def __init__(self, model: nn.Module, *, algorithm: MetaAlgorithm, inner_steps: int,
@@ -68,7 +69,8 @@ class SupervisedMetaLearner:
                  total_steps: int, cosine: bool, clip_norm: float | None, msl: bool,
                  msl_anneal_epochs: int, first_order_until: int, epoch_length: int,
                  device: torch.device, loss_fn: Loss | None = None,
-                 bootstrap: BootstrapOptions | None = None) -> None:
+                 bootstrap: BootstrapOptions | None = None,
+                 outer_momentum: float = 0.9) -> None:
         self.algorithm = algorithm
         self.model = model.to(device)
         self.params: Params = get_params(self.model)
@@ -87,7 +89,8 @@ class SupervisedMetaLearner:
         self.first_order_until, self.epoch_length = first_order_until, epoch_length
         meta_params = list(self.params.values()) + list(self.rule.parameters())
         self.optimizer = OuterOptimizer(meta_params, lr=outer_lr, total_steps=total_steps,
-                                        cosine=cosine, clip_norm=clip_norm)
+                                        cosine=cosine, clip_norm=clip_norm,
+                                        rule=algorithm.outer, momentum=outer_momentum)
 
     def estimator(self, iteration: int) -> Estimator:
         """The algorithm's estimator, or first order during MAML++'s first epochs (DA)."""

@@ -34,7 +34,8 @@ LossFn = Callable[[Params, Any], torch.Tensor]
 
 
 def test_table_names_every_algorithm_once_with_its_paper() -> None:
-    assert ALGO_NAMES == tuple(ALGORITHMS) == ("maml", "fomaml", "anil", "metasgd", "lslr")
+    assert ALGO_NAMES == tuple(ALGORITHMS) == ("maml", "fomaml", "anil", "metasgd", "lslr",
+                                             "fdmaml", "fdmaml-sym")
     for name, algo in ALGORITHMS.items():
         assert algo.name == name and algo.reference
     assert (get_algorithm("anil").adapt, get_algorithm("metasgd").lr_kind) == ("head",
