@@ -64,6 +64,6 @@ def test_bootstrap_sinusoid_quick_table_and_json(tmp_path: Path,
     rows = json.loads(out.read_text())["rows"]
     assert [(r["inner_lr_meta"], r["bmg_l"]) for r in rows] == [("gradient", None), ("bmg", 3)]
     for row in rows:
-        assert all(math.isfinite(row[f"mse_step{s}"]) for s in (0, 1, 10))
+        assert all(math.isfinite(row[f"mse_step{s}"]) for s in (0, 1, 2))
         assert len(row["learned_lrs"]) == 6 and row["eval_tasks"] == 20
     assert sum(line.startswith("| ") for line in table.read_text().splitlines()) == 3
