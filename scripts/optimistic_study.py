@@ -245,7 +245,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
             "final_rel_loss_median": finals[len(finals) // 2],
             "final_rel_loss_max": finals[-1],
             "iters_to_tol": hits, "diverged": sum(not math.isfinite(c[-1]) for c in curves),
-            "curve_median": [sorted(c[t] for c in curves)[len(curves) // 2]
+            "curve_median": [float(f"{sorted(c[t] for c in curves)[len(curves) // 2]:.4g}")
                              for t in range(len(curves[0]))],
             "wall_s": time.perf_counter() - start}
 

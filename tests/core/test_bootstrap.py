@@ -198,11 +198,11 @@ def _sgd_reference(x0: torch.Tensor, f: Callable[[Params], torch.Tensor], steps:
 
 
 def _meta_learn_x_plus_w(x0: torch.Tensor, f: Callable[[Params], torch.Tensor], steps: int,
-                         method: str, lr: float, decay: float,
-                         optimism: float = 0.0) -> list[torch.Tensor]:
+                         method: str, lr: float, decay: float, optimism: float = 0.0,
+                         lookahead: int = 1,
+                         previous: dict[str, torch.Tensor] | None = None) -> list[torch.Tensor]:
     """Online meta-learning of ``w`` in ``x' = x + w``; returns x_1, x_2, ... (x_1 = x_0)."""
     x, w = {"x": x0.clone()}, {"w": torch.zeros(DIM)}
-    previous = None
     path = []
     for _ in range(steps + 1):
         wv = {"w": w["w"].clone().requires_grad_(True)}
@@ -210,7 +210,7 @@ def _meta_learn_x_plus_w(x0: torch.Tensor, f: Callable[[Params], torch.Tensor], 
             loss, x = meta_gradient_loss(x, wv, x_plus_w, f, k=1)
         else:
             loss, x = bootstrapped_loss(x, wv, x_plus_w, f, k=1,
-                                        options=BootstrapOptions(1, 0.25))
+                                        options=BootstrapOptions(lookahead, 0.25))
         x = {"x": x["x"].detach()}
         path.append(x["x"].clone())
         grads = {"w": grad_of(loss, wv["w"])}
@@ -239,6 +239,27 @@ def test_optimistic_x_plus_w_is_nesterov() -> None:
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     heavy = _sgd_reference(x0, f, 30, lr=0.1, momentum=0.9)
     assert (heavy[-1] - reference[-1]).norm() > 1e-3
+
+
+def test_bmg_two_steps_ahead_on_x_plus_w_is_optimistic_on_a_quadratic() -> None:
+    """On ``f = 0.5 x^T A x``, the L = 2 target's gradient at ``x_{t+1} + w`` is
+    ``g_t + A w = g_t + (g_t - g_{t-1})``: BMG (meta-lr b, decay d, step s) is the optimistic
+    meta-step with decay ``d + b``, lr ``b s`` and optimism 1 (Flennerhag et al., 2023)."""
+    x0, _ = quadratic()
+    gen = torch.Generator().manual_seed(5)
+    m = torch.randn(DIM, DIM, generator=gen)
+    a = m @ m.T / DIM + 0.1 * torch.eye(DIM)
+
+    def f(x: Params) -> torch.Tensor:
+        return 0.5 * x["x"] @ a @ x["x"]
+
+    bmg = _meta_learn_x_plus_w(x0, f, 25, "bmg", 0.8, decay=0.1, lookahead=2)
+    first = {"w": a @ x0}  # g_{-1} = grad f(x_0): the first step has w = 0
+    optimistic = _meta_learn_x_plus_w(x0, f, 25, "gradient", 0.8 * 0.25, decay=0.9,
+                                      optimism=1.0, previous=first)
+    for p, q in zip(bmg, optimistic, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
+    assert (bmg[-1] - bmg[1]).norm() > 0.1
 
 
 def test_frozen_lr_has_the_values_and_no_gradient() -> None:

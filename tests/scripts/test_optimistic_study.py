@@ -52,3 +52,18 @@ def test_bad_options_name_the_option(argv: list[str], option: str,
         study.parse_args(argv)
     assert info.value.code == 2
     assert f"argument {option}" in capsys.readouterr().err
+
+
+def test_bootstrap_sinusoid_quick_table_and_json(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    study = importlib.import_module("bootstrap_sinusoid")
+    out, table = tmp_path / "sinusoid.json", tmp_path / "sinusoid.md"
+    study.main(["--quick", "--iterations", "3", "--eval-tasks", "20", "--run-root",
+                str(tmp_path / "runs"), "--json", str(out), "--out", str(table)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["inner_lr_meta"], r["bmg_l"]) for r in rows] == [("gradient", None), ("bmg", 3)]
+    for row in rows:
+        assert all(math.isfinite(row[f"mse_step{s}"]) for s in (0, 1, 2))
+        assert len(row["learned_lrs"]) == 6 and row["eval_tasks"] == 20
+    assert sum(line.startswith("| ") for line in table.read_text().splitlines()) == 3
