@@ -57,17 +57,21 @@ class SupervisedMetaLearner:
         first_order_until: Epochs of first-order training before second order (MAML++).
         epoch_length: Meta-iterations per epoch, for the MAML++ schedules.
         device: Where the parameters live.
+        fixed_keys: Keys the inner loop never adapts, whatever the algorithm (MAML++'s
+            per-step batch-norm weights are learned by the outer loop only).
     """
 
     def __init__(self, model: nn.Module, *, algorithm: MetaAlgorithm, inner_steps: int,
                  inner_lr: float, head_selector: str | None, outer_lr: float,
                  total_steps: int, cosine: bool, clip_norm: float | None, msl: bool,
                  msl_anneal_epochs: int, first_order_until: int, epoch_length: int,
-                 device: torch.device, loss_fn: Loss | None = None) -> None:
+                 device: torch.device, loss_fn: Loss | None = None,
+                 fixed_keys: tuple[str, ...] = ()) -> None:
         self.algorithm = algorithm
         self.model = model.to(device)
         self.params: Params = get_params(self.model)
-        self.keys = adapt_keys(self.params, algorithm.adapt, head_selector)
+        self.keys = tuple(k for k in adapt_keys(self.params, algorithm.adapt, head_selector)
+                          if k not in fixed_keys)
         self.rule = InnerLR(self.keys, inner_steps, inner_lr, algorithm.lr_kind)
         self.rule.to(device)
         self.inner_steps = inner_steps
