@@ -373,6 +373,8 @@ class SupervisedEvalConfig:
     out: EvalName = None
     """Name of this evaluation's outputs in RUN_DIR/evaluations/ (default: iter<N>-<time>);
     an existing name is refused, never overwritten."""
+    bn_eval: Annotated[str | None, tyro.conf.arg(metavar=choices(BN_EVAL))] = None
+    """Classification: batch-norm statistics at evaluation (default: the run's bn_eval)."""
     nil: bool = False
     """Classification: also report NIL (Raghu et al., 2020): no inner loop, no head; each
     query is labelled by cosine similarity of its body features to the support examples."""
@@ -390,5 +392,7 @@ class SupervisedEvalConfig:
         if self.seed is not None:
             check_seed("seed", self.seed)
         resolve_device(self.device)
+        if self.bn_eval is not None:
+            load_config(self.run_dir, bn_eval=self.bn_eval)  # names bn_eval if it is bad
         if self.out is not None:
             evaluation_paths(self.run_dir, self.out, 0)  # a taken name fails now
