@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import tyro
+from torch import nn
 
 from metarl.core import (
     ALGO_NAMES,
@@ -30,19 +31,36 @@ from metarl.core.bootstrap import LR_META, MATCHES, BootstrapOptions, check_boot
 from metarl.core.outer import check_outer_rule
 from metarl.options import Device, EvalName, OptFloat, OptInt, RunDir, choices
 from metarl.runs import check_run_dir, evaluation_paths, saved_options
+from metarl.supervised.conv4 import Conv4
+from metarl.supervised.fewshot_data import (
+    CLASSIFICATION_TASKS,
+    DATASETS,
+    DatasetSpec,
+    check_data_present,
+)
 from metarl.supervised.models import TASKS, build_model
 from metarl.supervised.tasks import LinearTaskSpec
 from metarl.utils import check_seed
+
+# Every task of ``metarl supervised``: regression (models.TASKS) and few-shot classification.
+ALL_TASKS = (*TASKS, *CLASSIFICATION_TASKS)
+# ``--algo mamlpp`` (MAML++, Antoniou et al., 2019) is LSLR with every other fix turned on;
+# ``--mamlpp-off`` leaves fixes out one by one, for the ablation.
+SUPERVISED_ALGOS = (*ALGO_NAMES, "mamlpp")
+MAMLPP_FLAGS = ("msl", "da", "bnrs", "bnwb", "lslr", "ca")
+BN_EVAL = ("auto", "running", "batch")
 
 
 @dataclass(frozen=True)
 class SupervisedConfig:
     """Meta-train a few-shot regression learner (defaults: Finn et al.'s 10-shot sinusoid MAML)."""
 
-    task: Annotated[str, tyro.conf.arg(metavar=choices(TASKS))] = "sinusoid"
-    """Task distribution: sinusoid (Finn et al., 2017) or linear (Bernacchia, 2021)."""
-    algo: Annotated[str, tyro.conf.arg(metavar=choices(ALGO_NAMES))] = "maml"
-    """Meta-algorithm (docs/architecture.md)."""
+    task: Annotated[str, tyro.conf.arg(metavar=choices(ALL_TASKS))] = "sinusoid"
+    """Task distribution: sinusoid (Finn et al., 2017), linear (Bernacchia, 2021), or few-shot
+    classification: omniglot (Lake et al., 2015), miniimagenet (Vinyals et al., 2016)."""
+    algo: Annotated[str, tyro.conf.arg(metavar=choices(SUPERVISED_ALGOS))] = "maml"
+    """Meta-algorithm (docs/architecture.md); mamlpp: MAML++ with all its fixes
+    (docs/fewshot.md)."""
     shots: int = 10
     """Sinusoid support points per task (K-shot: 5, 10, 20, ...)."""
     query: int = 10
@@ -139,6 +157,28 @@ class SupervisedConfig:
     clipped_sgd (SGD on the gradient clipped to --clip-norm)."""
     outer_momentum: float = 0.9
     """Momentum of --outer nsgdm, in [0, 1)."""
+    ways: int = 5
+    """Classification: classes per task (N-way)."""
+    queries: OptInt = None
+    """Classification: query images per class (default: shots for Omniglot, as MAML's code;
+    15 for mini-ImageNet)."""
+    data_root: Annotated[str | None, tyro.conf.arg(metavar="PATH")] = None
+    """Classification: folder of the dataset (default: $METARL_DATA/<name>, else
+    ../shared/data/<name> if it exists, else ~/.cache/metarl/<name>)."""
+    split_seed: int = 0
+    """Omniglot: seed of the 1,200 / 423 character split."""
+    test_rotations: bool = False
+    """Omniglot: count the rotations of the test characters as classes too (MAML's code)."""
+    bnrs: bool = False
+    """MAML++ BNRS: batch-norm running statistics per inner step."""
+    bnwb: bool = False
+    """MAML++ BNWB: batch-norm weights and biases per inner step."""
+    bn_eval: Annotated[str, tyro.conf.arg(metavar=choices(BN_EVAL))] = "auto"
+    """Normalisation at evaluation: running statistics (MAML++ paper), batch statistics (MAML's
+    and MAML++'s code); auto: running with BNRS, else batch."""
+    mamlpp_off: Annotated[tuple[str, ...], tyro.conf.arg(metavar=choices(MAMLPP_FLAGS))] = ()
+    """With --algo mamlpp: MAML++ fixes to leave out (the ablation), any of msl da bnrs bnwb
+    lslr ca."""
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -148,13 +188,20 @@ class SupervisedConfig:
         _check_bootstrap(self)
         check_seed("seed", self.seed)
         check_seed("eval_seed", self.eval_seed)
+        check_seed("split_seed", self.split_seed)
+        _check_classification(self)
         if self.resume is not None:
             check_run_dir("resume", self.resume)
 
     @property
     def algorithm(self) -> MetaAlgorithm:
-        """The meta-algorithm ``algo`` names, with ``lr_kind`` when given."""
-        algorithm = get_algorithm(self.algo)
+        """The meta-algorithm ``algo`` names, with ``lr_kind`` when given (mamlpp: LSLR's,
+        or MAML's with ``lslr`` left out), ``fd_delta`` and the ``outer`` rule."""
+        if self.algo == "mamlpp":
+            base = "maml" if "lslr" in self.mamlpp_off else "lslr"
+            algorithm = get_algorithm(base).replace(name="mamlpp")
+        else:
+            algorithm = get_algorithm(self.algo)
         algorithm = algorithm if self.lr_kind is None else algorithm.replace(lr_kind=self.lr_kind)
         algorithm = with_fd_delta(algorithm, self.fd_delta)
         return algorithm if self.outer == "default" else algorithm.replace(outer=self.outer)
@@ -166,9 +213,64 @@ class SupervisedConfig:
             return None
         return BootstrapOptions(lookahead=self.bmg_l, step=self.bmg_step, match=self.bmg_match)
 
+    def _mamlpp_on(self, flag: str) -> bool:
+        return self.algo == "mamlpp" and flag not in self.mamlpp_off
+
+    @property
+    def use_msl(self) -> bool:
+        """Multi-step loss: --msl, or mamlpp."""
+        return self.msl or self._mamlpp_on("msl")
+
+    @property
+    def use_cosine(self) -> bool:
+        """Cosine outer lr: --cosine, or mamlpp."""
+        return self.cosine or self._mamlpp_on("ca")
+
+    @property
+    def use_bnrs(self) -> bool:
+        """Per-step batch-norm running statistics: --bnrs, or mamlpp."""
+        return self.bnrs or (self.is_classification and self._mamlpp_on("bnrs"))
+
+    @property
+    def use_bnwb(self) -> bool:
+        """Per-step batch-norm weights and biases: --bnwb, or mamlpp."""
+        return self.bnwb or (self.is_classification and self._mamlpp_on("bnwb"))
+
+    @property
+    def da_epochs(self) -> int:
+        """Epochs of first-order training: --first-order-until, or with mamlpp (when not
+        given) the first third of the run's epochs (MAML++: 50 of 150)."""
+        if self.first_order_until > 0 or not self._mamlpp_on("da"):
+            return self.first_order_until
+        epochs = math.ceil(self.iterations / self.epoch_length)
+        return max(1, epochs // 3)
+
+    @property
+    def eval_running_stats(self) -> bool:
+        """Whether evaluation normalises with running statistics (``bn_eval``)."""
+        return self.bn_eval == "running" or (self.bn_eval == "auto" and self.use_bnrs)
+
+    @property
+    def is_classification(self) -> bool:
+        """Whether the task is few-shot classification."""
+        return self.task in CLASSIFICATION_TASKS
+
+    @property
+    def dataset(self) -> DatasetSpec:
+        """The classification dataset's shapes and sizes."""
+        return DATASETS[self.task]
+
+    @property
+    def queries_per_class(self) -> int:
+        """Query images per class of a classification task."""
+        default = self.dataset.default_queries
+        return self.queries if self.queries is not None else (default or self.shots)
+
     @property
     def env_name(self) -> str:
         """Name of the task distribution in the run folder."""
+        if self.is_classification:
+            return f"{self.task}{self.ways}way{self.shots}shot"
         return f"sinusoid{self.shots}shot" if self.task == "sinusoid" else f"linear{self.p}d"
 
     @property
@@ -193,9 +295,17 @@ class SupervisedConfig:
 
 
 def _check_choices(cfg: SupervisedConfig) -> None:
-    if cfg.task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {cfg.task!r}")
-    get_algorithm(cfg.algo)
+    if cfg.task not in ALL_TASKS:
+        raise ValueError(f"task must be one of {ALL_TASKS}, got {cfg.task!r}")
+    if cfg.algo not in SUPERVISED_ALGOS:
+        raise ValueError(f"algo must be one of {SUPERVISED_ALGOS}, got {cfg.algo!r}")
+    if cfg.bn_eval not in BN_EVAL:
+        raise ValueError(f"bn_eval must be one of {BN_EVAL}, got {cfg.bn_eval!r}")
+    bad = [f for f in cfg.mamlpp_off if f not in MAMLPP_FLAGS]
+    if bad:
+        raise ValueError(f"mamlpp_off must hold values among {MAMLPP_FLAGS}, got {bad}")
+    if cfg.mamlpp_off and cfg.algo != "mamlpp":
+        raise ValueError(f"mamlpp_off needs --algo mamlpp, got algo {cfg.algo!r}")
     if cfg.lr_kind is not None and cfg.lr_kind not in LR_KINDS:
         raise ValueError(f"lr_kind must be None or one of {LR_KINDS}, got {cfg.lr_kind!r}")
     check_outer_rule(cfg.outer, cfg.outer_momentum, cfg.clip_norm)
@@ -234,7 +344,36 @@ def _check_numbers(cfg: SupervisedConfig) -> None:
 def _check_head_and_device(cfg: SupervisedConfig) -> None:
     resolve_device(cfg.device)
     if cfg.algorithm.adapt == "head" or cfg.head_selector is not None:
-        adapt_keys(get_params(build_model(cfg.task, cfg.p)), "head", cfg.head_selector)
+        if cfg.is_classification:
+            model: nn.Module = Conv4(cfg.ways, steps=cfg.inner_steps,
+                                     per_step_bn_weights=cfg.use_bnwb)
+        else:
+            model = build_model(cfg.task, cfg.p)
+        adapt_keys(get_params(model), "head", cfg.head_selector)
+
+
+def _check_classification(cfg: SupervisedConfig) -> None:
+    """Ways, shots and queries against the dataset's sizes, and its files, before any work."""
+    if not cfg.is_classification:
+        used = [n for n in ("bnrs", "bnwb") if getattr(cfg, n)]
+        if used or cfg.bn_eval != "auto":
+            raise ValueError(f"{(used or ['bn_eval'])[0]} needs a classification task "
+                             f"{CLASSIFICATION_TASKS}, got task {cfg.task!r}")
+        return
+    spec = cfg.dataset
+    if cfg.queries is not None and cfg.queries < 1:
+        raise ValueError(f"queries must be None or an int >= 1, got {cfg.queries}")
+    if cfg.ways < 1:
+        raise ValueError(f"ways must be an int >= 1, got {cfg.ways}")
+    for part in ("train", "test"):
+        classes = spec.classes(part, cfg.test_rotations)
+        if cfg.ways > classes:
+            raise ValueError(f"ways must be <= {classes}, the classes of the {cfg.task} "
+                             f"{part} split, got {cfg.ways}")
+    if cfg.shots + cfg.queries_per_class > spec.per_class:
+        raise ValueError(f"shots + queries must be <= {spec.per_class}, the images per class "
+                         f"of {cfg.task}, got {cfg.shots} + {cfg.queries_per_class}")
+    check_data_present(cfg.task, cfg.data_root)
 
 
 def _check_bootstrap(cfg: SupervisedConfig) -> None:
@@ -280,6 +419,11 @@ class SupervisedEvalConfig:
     out: EvalName = None
     """Name of this evaluation's outputs in RUN_DIR/evaluations/ (default: iter<N>-<time>);
     an existing name is refused, never overwritten."""
+    bn_eval: Annotated[str | None, tyro.conf.arg(metavar=choices(BN_EVAL))] = None
+    """Classification: batch-norm statistics at evaluation (default: the run's bn_eval)."""
+    nil: bool = False
+    """Classification: also report NIL (Raghu et al., 2020): no inner loop, no head; each
+    query is labelled by cosine similarity of its body features to the support examples."""
 
     def __post_init__(self) -> None:
         check_run_dir("run_dir", self.run_dir)
@@ -294,5 +438,7 @@ class SupervisedEvalConfig:
         if self.seed is not None:
             check_seed("seed", self.seed)
         resolve_device(self.device)
+        if self.bn_eval is not None:
+            load_config(self.run_dir, bn_eval=self.bn_eval)  # names bn_eval if it is bad
         if self.out is not None:
             evaluation_paths(self.run_dir, self.out, 0)  # a taken name fails now

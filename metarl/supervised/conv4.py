@@ -120,9 +120,12 @@ class Conv4(nn.Module):
                 assert module.bias is not None
                 nn.init.zeros_(module.bias)
 
-    def forward(self, x: torch.Tensor, step: int = 0,
-                running_stats: bool = False) -> tuple[torch.Tensor, Params]:
+    def forward(self, x: torch.Tensor, step: int = 0, running_stats: bool = False,
+                body_only: bool = False) -> tuple[torch.Tensor, Params]:
         """Logits ``[B, ways]`` of ``x`` ``[B, C, H, W]`` at inner step ``step``.
+
+        ``body_only`` returns the flattened body features ``[B, features]`` instead of the
+        logits (NIL, Raghu et al., 2020, drops the head at test time).
 
         Returns:
             The logits and the batch statistics of every batch-norm, keyed by the name of
@@ -135,7 +138,8 @@ class Conv4(nn.Module):
             stats[f"blocks.{i}.norm.running_mean"] = mean
             stats[f"blocks.{i}.norm.running_var"] = var
             x = F.max_pool2d(F.relu(x), 2)
-        return self.head(x.flatten(1)), stats
+        features = x.flatten(1)
+        return (features if body_only else self.head(features)), stats
 
 
 def _block(in_channels: int, filters: int, *, weight_rows: int | None,
@@ -154,10 +158,13 @@ def _check_sizes(**sizes: int) -> None:
 
 
 def forward_with_stats(model: nn.Module, params: Params, x: torch.Tensor, step: int,
-                       running_stats: bool) -> tuple[torch.Tensor, Params]:
-    """``model`` run on ``x`` with ``params`` (buffers may be in it too) at step ``step``."""
+                       running_stats: bool,
+                       body_only: bool = False) -> tuple[torch.Tensor, Params]:
+    """``model`` run on ``x`` with ``params`` (buffers may be in it too) at step ``step``;
+    the body features instead of the logits with ``body_only``."""
     out: tuple[torch.Tensor, Params] = torch.func.functional_call(
-        model, params, (x,), {"step": step, "running_stats": running_stats})
+        model, params, (x,), {"step": step, "running_stats": running_stats,
+                              "body_only": body_only})
     return out
 
 

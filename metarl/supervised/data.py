@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 
 from metarl.supervised.config import SupervisedConfig
+from metarl.supervised.episodes import EpisodeSampler
+from metarl.supervised.fewshot_data import episode_sampler
 from metarl.supervised.tasks import Batch, LinearTaskPool, sample_linear, sample_sinusoid
 
 POOL_SEED_OFFSET = 1_000_003  # the linear task pool has its own stream, apart from the batches
@@ -23,13 +25,18 @@ class TrainSampler:
         self.cfg = cfg
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.pool: LinearTaskPool | None = None
+        self.episodes: EpisodeSampler | None = None
+        if cfg.is_classification:
+            self.episodes = classification_sampler(cfg, "train")
         if cfg.task == "linear":
             pool_gen = torch.Generator().manual_seed(cfg.seed + POOL_SEED_OFFSET)
             self.pool = LinearTaskPool(cfg.linear_spec, cfg.m, cfg.n_t, cfg.n_v, pool_gen)
 
     def sample(self, device: torch.device) -> tuple[Batch, Batch]:
         """One meta-batch of support and query sets on ``device``."""
-        if self.pool is not None:
+        if self.episodes is not None:
+            support, query = self.episodes.sample(self.cfg.meta_batch, self.generator)
+        elif self.pool is not None:
             support, query = self.pool.sample(self.cfg.meta_batch, self.generator)
         else:
             support, query = sample_sinusoid(self.cfg.meta_batch, self.cfg.shots,
@@ -43,3 +50,10 @@ def heldout_tasks(cfg: SupervisedConfig, tasks: int, seed: int) -> tuple[Batch, 
     if cfg.task == "linear":
         return sample_linear(tasks, cfg.linear_spec, cfg.n_t, cfg.n_v, generator)
     return sample_sinusoid(tasks, cfg.shots, cfg.eval_query_size, generator)
+
+
+def classification_sampler(cfg: SupervisedConfig, part: str) -> EpisodeSampler:
+    """The N-way K-shot episode sampler of split ``part`` (``train`` or ``test``) of ``cfg``."""
+    return episode_sampler(cfg.task, cfg.data_root, part, split_seed=cfg.split_seed,
+                           test_rotations=cfg.test_rotations, ways=cfg.ways, shots=cfg.shots,
+                           queries=cfg.queries_per_class)

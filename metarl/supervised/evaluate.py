@@ -18,6 +18,8 @@ from metarl.core import Loss, Params, Rule, adapt_trajectory, loss_at
 from metarl.logging import Logger, write_json
 from metarl.supervised.config import SupervisedConfig
 from metarl.supervised.data import heldout_tasks, to_device
+from metarl.supervised.fewshot import ClassificationMetaLearner
+from metarl.supervised.fewshot_eval import evaluate_classifier
 from metarl.supervised.tasks import Batch
 from metarl.supervised.trainer import SupervisedMetaLearner
 from metarl.utils import mean_ci95, plot_adaptation
@@ -66,8 +68,12 @@ def summarize(curves: torch.Tensor) -> dict[str, list[float]]:
 
 def evaluate_learner(cfg: SupervisedConfig, learner: SupervisedMetaLearner, *, tasks: int,
                      steps: int, inner_lr: float | None, seed: int,
-                     iteration: int) -> dict[str, Any]:
-    """Query MSE after 0..``steps`` inner steps on ``tasks`` held-out tasks: mean and 95% CI."""
+                     iteration: int, nil: bool = False) -> dict[str, Any]:
+    """Query MSE (classification: accuracy, :mod:`metarl.supervised.fewshot_eval`) after
+    0..``steps`` inner steps on ``tasks`` held-out tasks: mean and 95% CI."""
+    if isinstance(learner, ClassificationMetaLearner):
+        return evaluate_classifier(cfg, learner, tasks=tasks, steps=steps, inner_lr=inner_lr,
+                                   seed=seed, iteration=iteration, nil=nil)
     support, query = heldout_tasks(cfg, tasks, seed)
     rule = learner.rule if inner_lr is None else inner_lr
     curves = task_curves(learner.params, learner.loss_fn, to_device(support, learner.device),
@@ -87,10 +93,11 @@ def write_eval(folder: Path, stem: str, result: dict[str, Any], logger: Logger |
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{stem}.json"
     write_json(path, result)
-    lr = result["inner_lr"]
-    plot_adaptation({f"{result['algo']} (inner lr {lr})": (result["mse_mean"],
-                                                           result["mse_ci95"])},
-                    path.with_suffix(".png"), ylabel="query MSE",
+    lr, metric = result["inner_lr"], _metric(result)
+    plot_adaptation({f"{result['algo']} (inner lr {lr})": (result[f"{metric}_mean"],
+                                                           result[f"{metric}_ci95"])},
+                    path.with_suffix(".png"),
+                    ylabel="query accuracy" if metric == "accuracy" else "query MSE",
                     title=f"{result['task']}, iteration {result['iteration']}: "
                           f"{result['tasks']} held-out tasks")
     if logger is not None:
@@ -98,8 +105,28 @@ def write_eval(folder: Path, stem: str, result: dict[str, Any], logger: Logger |
     return path
 
 
+def _metric(result: dict[str, Any]) -> str:
+    """``accuracy`` for classification results, ``mse`` for regression ones."""
+    return "accuracy" if result.get("metric") == "accuracy" else "mse"
+
+
+def format_accuracy_table(result: dict[str, Any]) -> str:
+    """A Markdown table of the query accuracy per inner step (mean +- 95% CI), and NIL's."""
+    rows = [f"| {k} | {100 * m:.2f} +- {100 * c:.2f} |"
+            for k, (m, c) in enumerate(zip(result["accuracy_mean"], result["accuracy_ci95"],
+                                           strict=True))]
+    if "nil_accuracy" in result:
+        rows.append(f"| NIL (no inner loop, no head) | {100 * result['nil_accuracy']:.2f} +- "
+                    f"{100 * result['nil_ci95']:.2f} |")
+    return "\n".join(["| inner steps | query accuracy % (mean +- 95% CI) |", "|---|---|",
+                      *rows])
+
+
 def format_table(result: dict[str, Any]) -> str:
-    """A Markdown table of the query MSE per inner step (mean +- 95% CI, median, diverged)."""
+    """A Markdown table of the query MSE per inner step (mean +- 95% CI, median, diverged);
+    of the accuracy for classification results."""
+    if _metric(result) == "accuracy":
+        return format_accuracy_table(result)
     rows = [f"| {k} | {m:.4f} +- {c:.4f} | {md:.4f} | {d} / {result['tasks']} |"
             for k, (m, c, md, d) in enumerate(zip(result["mse_mean"], result["mse_ci95"],
                                                   result["mse_median"], result["diverged"],
@@ -110,7 +137,17 @@ def format_table(result: dict[str, Any]) -> str:
 
 def log_eval(logger: Logger, result: dict[str, Any], step: int) -> None:
     """Record ``eval/mse_step{k}``, ``eval/mse_ci95_step{k}``, ``eval/mse_median_step{k}`` and
-    ``eval/diverged_step{k}``, and dump them at ``step``."""
+    ``eval/diverged_step{k}``, and dump them at ``step`` (classification:
+    ``eval/accuracy_step{k}``, ``eval/accuracy_ci95_step{k}``, ``eval/nil_accuracy``)."""
+    if _metric(result) == "accuracy":
+        for k, (m, c) in enumerate(zip(result["accuracy_mean"], result["accuracy_ci95"],
+                                       strict=True)):
+            logger.record(f"eval/accuracy_step{k}", m)
+            logger.record(f"eval/accuracy_ci95_step{k}", c)
+        if "nil_accuracy" in result:
+            logger.record("eval/nil_accuracy", result["nil_accuracy"])
+        logger.dump(step)
+        return
     for key in ("mse", "mse_ci95", "mse_median", "diverged"):
         values = result["mse_mean" if key == "mse" else key]
         for k, value in enumerate(values):

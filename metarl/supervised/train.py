@@ -34,6 +34,8 @@ from metarl.runs import (
 from metarl.supervised.config import SupervisedConfig, config_to_json, load_config
 from metarl.supervised.data import TrainSampler
 from metarl.supervised.evaluate import evaluate_learner, format_table, log_eval, write_eval
+from metarl.supervised.fewshot import ClassificationMetaLearner, build_conv4
+from metarl.supervised.fewshot_data import omniglot_split
 from metarl.supervised.models import build_model
 from metarl.supervised.trainer import SupervisedMetaLearner
 from metarl.utils import rng_state, seed_everything, set_rng_state
@@ -48,13 +50,21 @@ ADVICE = ("check the task data, the inner lr (--inner-lr) and the outer lr (--lr
 def build_learner(cfg: SupervisedConfig, device: torch.device) -> SupervisedMetaLearner:
     """Seed torch, build the model and the learner of ``cfg``."""
     seed_everything(cfg.seed)
-    return SupervisedMetaLearner(
-        build_model(cfg.task, cfg.p), algorithm=cfg.algorithm, inner_steps=cfg.inner_steps,
-        inner_lr=cfg.inner_lr, head_selector=cfg.head_selector, outer_lr=cfg.lr,
-        total_steps=cfg.iterations, cosine=cfg.cosine, clip_norm=cfg.clip_norm, msl=cfg.msl,
-        msl_anneal_epochs=cfg.msl_anneal_epochs, first_order_until=cfg.first_order_until,
+    options: dict[str, Any] = dict(
+        algorithm=cfg.algorithm, inner_steps=cfg.inner_steps, inner_lr=cfg.inner_lr,
+        head_selector=cfg.head_selector, outer_lr=cfg.lr, total_steps=cfg.iterations,
+        cosine=cfg.use_cosine, clip_norm=cfg.clip_norm, msl=cfg.use_msl,
+        msl_anneal_epochs=cfg.msl_anneal_epochs, first_order_until=cfg.da_epochs,
         epoch_length=cfg.epoch_length, device=device, bootstrap=cfg.bootstrap,
         outer_momentum=cfg.outer_momentum)
+    if cfg.is_classification:
+        spec = cfg.dataset
+        model = build_conv4(ways=cfg.ways, channels=spec.channels, image_size=spec.image_size,
+                            filters=spec.filters, steps=cfg.inner_steps, bnrs=cfg.use_bnrs,
+                            bnwb=cfg.use_bnwb)
+        return ClassificationMetaLearner(model, collect_stats=cfg.eval_running_stats,
+                                         **options)
+    return SupervisedMetaLearner(build_model(cfg.task, cfg.p), **options)
 
 
 def _start(cfg: SupervisedConfig) -> tuple[SupervisedConfig, Path, dict[str, Any] | None]:
@@ -62,6 +72,8 @@ def _start(cfg: SupervisedConfig) -> tuple[SupervisedConfig, Path, dict[str, Any
     if cfg.resume is None:
         run_dir = make_run_dir(cfg.run_root, cfg.env_name, cfg.algo, cfg.seed)
         write_json(run_dir / "config.json", config_to_json(cfg))
+        if cfg.task == "omniglot":  # the character ids split_seed gives, for the record
+            write_json(run_dir / "split.json", omniglot_split(cfg.split_seed).to_json())
         return cfg, run_dir, None
     run_dir = Path(cfg.resume)
     cfg = dataclasses.replace(load_config(run_dir, device=cfg.device, progress=cfg.progress),

@@ -62,6 +62,8 @@ class SupervisedMetaLearner:
             2022) toward this target; the initialisation keeps the MAML meta-gradient.
             ``None``: everything learns by the meta-gradient.
         outer_momentum: Momentum of the ``nsgdm`` outer rule (``algorithm.outer``).
+        fixed_keys: Keys the inner loop never adapts, whatever the algorithm (MAML++'s
+            per-step batch-norm weights are learned by the outer loop only).
     """
 
     def __init__(self, model: nn.Module, *, algorithm: MetaAlgorithm, inner_steps: int,
@@ -70,11 +72,12 @@ class SupervisedMetaLearner:
                  msl_anneal_epochs: int, first_order_until: int, epoch_length: int,
                  device: torch.device, loss_fn: Loss | None = None,
                  bootstrap: BootstrapOptions | None = None,
-                 outer_momentum: float = 0.9) -> None:
+                 outer_momentum: float = 0.9, fixed_keys: tuple[str, ...] = ()) -> None:
         self.algorithm = algorithm
         self.model = model.to(device)
         self.params: Params = get_params(self.model)
-        self.keys = adapt_keys(self.params, algorithm.adapt, head_selector)
+        self.keys = tuple(k for k in adapt_keys(self.params, algorithm.adapt, head_selector)
+                          if k not in fixed_keys)
         self.rule = InnerLR(self.keys, inner_steps, inner_lr, algorithm.lr_kind)
         self.rule.to(device)
         self.inner_steps = inner_steps
