@@ -116,6 +116,9 @@ class SupervisedConfig:
     """Linear task: validation (query) points per task."""
     m: int = 100
     """Linear task: size of the finite pool of training tasks."""
+    compile: bool = False
+    """Compile the meta-iteration's inner steps, meta-loss and meta-gradient with torch.compile
+    (CUDA graphs on CUDA); the eager default is faster on small CPUs (docs/speed.md)."""
 
     def __post_init__(self) -> None:
         _check_choices(self)

@@ -53,7 +53,7 @@ def build_learner(cfg: SupervisedConfig, device: torch.device) -> SupervisedMeta
         inner_lr=cfg.inner_lr, head_selector=cfg.head_selector, outer_lr=cfg.lr,
         total_steps=cfg.iterations, cosine=cfg.cosine, clip_norm=cfg.clip_norm, msl=cfg.msl,
         msl_anneal_epochs=cfg.msl_anneal_epochs, first_order_until=cfg.first_order_until,
-        epoch_length=cfg.epoch_length, device=device)
+        epoch_length=cfg.epoch_length, device=device, compile=cfg.compile)
 
 
 def _start(cfg: SupervisedConfig) -> tuple[SupervisedConfig, Path, dict[str, Any] | None]:
@@ -63,7 +63,8 @@ def _start(cfg: SupervisedConfig) -> tuple[SupervisedConfig, Path, dict[str, Any
         write_json(run_dir / "config.json", config_to_json(cfg))
         return cfg, run_dir, None
     run_dir = Path(cfg.resume)
-    cfg = dataclasses.replace(load_config(run_dir, device=cfg.device, progress=cfg.progress),
+    cfg = dataclasses.replace(load_config(run_dir, device=cfg.device, progress=cfg.progress,
+                                          compile=cfg.compile),
                               iterations=cfg.iterations, resume=cfg.resume)
     path, state = load_latest(run_dir)
     if state["iteration"] > cfg.iterations:

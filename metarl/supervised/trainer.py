@@ -10,6 +10,12 @@ and the meta-gradient estimator; ``--algo`` names map to it in
 MAML++ options (Antoniou et al., 2019) come on top: the multi-step loss (MSL) with
 annealed weights, derivative-order annealing (first-order estimator for the first epochs)
 and a cosine-annealed outer lr.
+
+``compile=True`` runs the meta-loss (every inner step and the query losses, vmapped over
+tasks) and its meta-gradient as one ``torch.compile`` graph, forward and backward (on CUDA
+in ``reduce-overhead`` mode, i.e. CUDA graphs), so a meta-iteration is a few fused kernels
+instead of hundreds of small launches; the guarded Adam step stays eager. Eager is the
+default: on a 2-core CPU compiling costs tens of seconds and gains little (docs/speed.md).
 """
 
 from __future__ import annotations
@@ -57,13 +63,16 @@ class SupervisedMetaLearner:
         first_order_until: Epochs of first-order training before second order (MAML++).
         epoch_length: Meta-iterations per epoch, for the MAML++ schedules.
         device: Where the parameters live.
+        compile: Run the meta-loss and its gradient compiled (``torch.compile``); the
+            update equals the eager one to float tolerance.
     """
 
     def __init__(self, model: nn.Module, *, algorithm: MetaAlgorithm, inner_steps: int,
                  inner_lr: float, head_selector: str | None, outer_lr: float,
                  total_steps: int, cosine: bool, clip_norm: float | None, msl: bool,
                  msl_anneal_epochs: int, first_order_until: int, epoch_length: int,
-                 device: torch.device, loss_fn: Loss | None = None) -> None:
+                 device: torch.device, loss_fn: Loss | None = None,
+                 compile: bool = False) -> None:
         self.algorithm = algorithm
         self.model = model.to(device)
         self.params: Params = get_params(self.model)
@@ -77,6 +86,11 @@ class SupervisedMetaLearner:
         meta_params = list(self.params.values()) + list(self.rule.parameters())
         self.optimizer = OuterOptimizer(meta_params, lr=outer_lr, total_steps=total_steps,
                                         cosine=cosine, clip_norm=clip_norm)
+        self.compiled = compile
+        self._meta_loss = self._meta_loss_eager
+        if compile:
+            mode = "reduce-overhead" if self.device.type == "cuda" else None
+            self._meta_loss = torch.compile(self._meta_loss_eager, mode=mode, dynamic=False)
 
     def estimator(self, iteration: int) -> Estimator:
         """The algorithm's estimator, or first order during MAML++'s first epochs (DA)."""
@@ -96,14 +110,21 @@ class SupervisedMetaLearner:
         """The device of the meta-parameters."""
         return next(iter(self.params.values())).device
 
-    def step(self, support: Batch, query: Batch, iteration: int) -> dict[str, float]:
-        """One meta-iteration on a meta-batch (vmap over tasks); returns scalar logs."""
+    def _meta_loss_eager(self, support: Batch, query: Batch, estimator: Estimator,
+                         step_weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The meta-loss and the mean query loss after 0..K steps (a fresh tensor: a compiled
+        graph may not return views of its outputs)."""
         loss, aux = meta_loss(self.params, self.loss_fn, support, query,
                               steps=self.inner_steps, rule=self.rule, keys=self.keys,
-                              estimator=self.estimator(iteration),
-                              step_weights=self.step_weights(iteration), vectorize=True)
+                              estimator=estimator, step_weights=step_weights, vectorize=True)
+        return loss, aux["query_losses"].clone()
+
+    def step(self, support: Batch, query: Batch, iteration: int) -> dict[str, float]:
+        """One meta-iteration on a meta-batch (vmap over tasks); returns scalar logs."""
+        loss, query_losses = self._meta_loss(support, query, self.estimator(iteration),
+                                             self.step_weights(iteration))
         logs = self.optimizer.step(loss)
-        logs.update({k: float(v) for k, v in aux.items() if k != "query_losses"})
+        logs.update({f"query_loss_step{i}": float(v) for i, v in enumerate(query_losses)})
         return logs
 
     def state_dict(self) -> dict[str, Any]:
