@@ -9,7 +9,10 @@ times (default 200, one paper-preset episode) with actions supplied step by step
 (c) ``async``:   Gymnasium's ``AsyncVectorEnv`` (one process per env, so it runs
                  ``async_envs`` envs for ``async_steps`` steps: 800 processes do not fit);
 (d) ``rollout``: the open-loop ``mujoco.rollout`` of the same number of physics steps on the
-                 same threads: the physics limit (no Python per step, no reward, no resets).
+                 same threads: the physics limit (no Python per step, no reward, no resets);
+(e) ``warp``:    the engine on ``physics="warp"`` (MuJoCo Warp, the optional extra ``warp``), on
+                 Warp's default device; not in the default ``--methods`` (on Warp's CPU device
+                 it is slow: try ``--methods warp batched --num-envs 256 --steps 20``).
 
 Each method runs in its own spawned process, so its peak RSS is its own. Usage::
 
@@ -43,7 +46,7 @@ from typing import Any
 import numpy as np
 import tyro
 
-METHODS = ("batched", "sync", "async", "rollout")
+METHODS = ("batched", "sync", "async", "rollout", "warp")
 SWEEP_METHODS = ("batched", "rollout", "sampler", "sampler_torch_all")
 AMDAHL_CORES = (2, 4, 8, 16, 32)
 
@@ -58,8 +61,8 @@ class Args:
     """Environments stepped together (tasks x episodes)."""
     steps: int = 200
     """Env steps per environment (the horizon, so every env resets once at the end)."""
-    methods: tuple[str, ...] = METHODS
-    """Which of batched, sync, async, rollout to run."""
+    methods: tuple[str, ...] = METHODS[:4]
+    """Which of batched, sync, async, rollout, warp to run."""
     num_threads: int | None = None
     """Physics threads of (a) and (d); default every core available."""
     async_envs: int = 16
@@ -79,6 +82,8 @@ class Args:
     """Thread counts of the sweep (default 1, 2, 4, ... and every core available)."""
     episodes_per_task: int = 20
     """Sweep: the sampler's episodes per task (num_envs / this = tasks)."""
+    plot: str | None = None
+    """Sweep: write a PNG of env-steps/s against threads, measured and predicted."""
 
 
 def _peak_rss_mb(include_children: bool = False) -> float:
@@ -100,12 +105,14 @@ def _time_steps(env: Any, actions: np.ndarray) -> float:
     return time.perf_counter() - start
 
 
-def bench_batched(name: str, args: Args) -> dict[str, Any]:
+def bench_batched(name: str, args: Args, physics: str = "auto") -> dict[str, Any]:
     from metarl.envs.batched import make_batched
 
     env = make_batched(name, args.num_envs, horizon=args.steps, seed=args.seed,
-                       num_threads=args.num_threads)
+                       num_threads=args.num_threads, physics=physics)
     env.reset(seed=args.seed)
+    if physics == "warp":  # the first step compiles (or loads) Warp's kernels: not timed
+        env.step(np.zeros((args.num_envs, *env.single_action_space.shape)))
     actions = _actions(env.single_action_space, args.steps, args.num_envs, args.seed)
     seconds = _time_steps(env, actions)
     return {"envs": args.num_envs, "env_steps": args.steps * args.num_envs, "seconds": seconds}
@@ -252,8 +259,8 @@ def _child(method: str, name: str, args: Args, queue: Any) -> None:
             result = (sweep_batched(name, args) if method == "batched"
                       else bench_rollout(name, args) if method == "rollout"
                       else sweep_sampler(name, args, method == "sampler_torch_all"))
-        elif method == "batched":
-            result = bench_batched(name, args)
+        elif method in ("batched", "warp"):
+            result = bench_batched(name, args, "warp" if method == "warp" else "auto")
         elif method == "rollout":
             result = bench_rollout(name, args)
         else:
@@ -377,6 +384,9 @@ def add_sweep_ratios(rows: list[dict[str, Any]]) -> None:
         ref = rate.get((r["env"], r["threads"], base))
         if r["method"] != "rollout" and ref:
             r[f"ratio_to_{base}"] = r["env_steps_per_s"] / ref
+            other = next(o for o in rows if (o["env"], o["threads"], o["method"])
+                         == (r["env"], r["threads"], base))
+            r[f"cpu_ratio_to_{base}"] = other["cpu_s"] / r["cpu_s"]  # env-steps per CPU second
 
 
 def amdahl(rows: list[dict[str, Any]], cores: tuple[int, ...] = AMDAHL_CORES) -> list[dict]:
@@ -407,17 +417,19 @@ def amdahl(rows: list[dict[str, Any]], cores: tuple[int, ...] = AMDAHL_CORES) ->
 
 def format_sweep(rows: list[dict[str, Any]]) -> str:
     head = (f"{'env':<16}{'threads':>8} {'method':<19}{'env-steps/s':>12}{'CPU s':>8}"
-            f"{'serial CPU':>11}{'ratio':>7} {'to':<8}")
+            f"{'serial CPU':>11}{'ratio':>7}{'CPU ratio':>10} {'to':<8}")
     lines = [head, "-" * len(head)]
     for r in rows:
         if "error" in r:
             lines.append(f"{r['env']:<16}{r['threads']:>8} {r['method']:<19}error: {r['error']}")
             continue
         ratio = next(((v, k[9:]) for k, v in r.items() if k.startswith("ratio_to_")), None)
+        cpu_ratio = next((v for k, v in r.items() if k.startswith("cpu_ratio_to_")), None)
         serial = f"{r['serial_cpu_s'] / r['cpu_s']:.1%}" if "serial_cpu_s" in r else "-"
         lines.append(f"{r['env']:<16}{r['threads']:>8} {r['method']:<19}"
                      f"{r['env_steps_per_s']:>12,.0f}{r['cpu_s']:>8.2f}{serial:>11}"
-                     + (f"{ratio[0]:>7.2f} {ratio[1]:<8}" if ratio else f"{'-':>7}"))
+                     + (f"{ratio[0]:>7.2f}{cpu_ratio:>10.2f} {ratio[1]:<8}" if ratio and
+                        cpu_ratio is not None else f"{'-':>7}"))
     return "\n".join(lines)
 
 
@@ -459,7 +471,35 @@ def run_sweep(args: Args) -> list[dict[str, Any]]:
     print(format_sweep(rows))
     print(format_amdahl(table))
     write_json(args, rows, machine=info, amdahl=table)
+    if args.plot:
+        plot_sweep(rows, table, info, args.plot)
     return rows
+
+
+def plot_sweep(rows: list[dict[str, Any]], table: list[dict[str, Any]], info: dict[str, Any],
+               path: str) -> None:
+    """Measured env-steps/s per thread count (points) and the Amdahl predictions (lines)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, method in enumerate(SWEEP_METHODS):
+        color = f"C{i}"
+        got = [r for r in rows if r["method"] == method and "env_steps_per_s" in r]
+        ax.plot([r["threads"] for r in got], [r["env_steps_per_s"] for r in got], "o",
+                color=color, label=f"{method} (measured, wall)")
+        for a in (a for a in table if a["method"] == method):
+            cores = [1, *a["predicted"]]
+            ax.plot(cores, [a["rate_1core_cpu"], *a["predicted"].values()], "-", color=color,
+                    alpha=0.6, label=f"{method} (Amdahl, f={a['serial_fraction_cpu']:.3f})")
+    ax.set(xscale="log", yscale="log", xlabel="threads (cores)", ylabel="env-steps/s",
+           title=f"{', '.join(sorted({r['env'] for r in rows}))}: {info['cores']}-core "
+                 f"{info['cpu']} (load {info['loadavg_1min']:.0f})")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":
