@@ -33,8 +33,10 @@ from .physics import (
     PHYSICS_BACKENDS,
     BatchPhysics,
     DataPhysics,
+    WarpPhysics,
     default_num_threads,
     has_mujoco_batch,
+    has_mujoco_warp,
     physics_backend,
 )
 from .registration import DISTRIBUTIONS, HORIZONS, PRESET_NAMES, get_kernel, gym_id
@@ -42,9 +44,9 @@ from .registration import DISTRIBUTIONS, HORIZONS, PRESET_NAMES, get_kernel, gym
 __all__ = [
     "PHYSICS_BACKENDS", "VECTORIZATION_MODES", "BatchPhysics", "BatchedTaskEnv",
     "DataPhysics", "EnvFn", "GymVectorTaskEnv", "MujocoBatchedEnv", "StepResult",
-    "TaskVectorEnv", "check_positive", "default_num_threads", "env_rngs", "gym_id",
-    "has_mujoco_batch", "make_batched", "physics_backend", "resolve_horizon",
-    "set_vector_tasks",
+    "TaskVectorEnv", "WarpPhysics", "check_positive", "default_num_threads", "env_rngs",
+    "gym_id", "has_mujoco_batch", "has_mujoco_warp", "make_batched", "physics_backend",
+    "resolve_horizon", "set_vector_tasks",
 ]
 
 
@@ -77,7 +79,8 @@ def make_batched(name: str, num_envs: int, *, horizon: int | None = None, preset
         num_threads: physics threads of the MuJoCo engine (default: every core available).
         vectorization_mode: ``"sync"`` or ``"async"``, for Meta-World and the Gymnasium
             fallback.
-        physics: the MuJoCo engine's back-end, ``"auto"``, ``"batch"`` or ``"data"``.
+        physics: the MuJoCo engine's back-end, ``"auto"``, ``"batch"``, ``"data"`` or
+            ``"warp"`` (MuJoCo Warp, the optional extra ``warp``).
     """
     num_envs = check_positive("num_envs", num_envs)
     if num_threads is not None:

@@ -41,7 +41,7 @@ from gymnasium.vector.utils import batch_space
 from .core import Kernel, StepArrays, Task, check_positive, check_split
 from .interface import StepResult, TaskVectorEnv
 from .models import make_base_env
-from .physics import BatchPhysics, DataPhysics, default_num_threads, physics_backend
+from .physics import Physics, default_num_threads, physics_backend
 
 
 def env_rngs(seed: int | None, num_envs: int) -> list[np.random.Generator]:
@@ -63,8 +63,9 @@ class MujocoBatchedEnv(TaskVectorEnv):
         horizon: episode length; an episode still running after ``horizon`` steps is truncated.
         seed: seeds as ``reset(seed=seed)`` would (see the module docstring).
         num_threads: physics threads (default: all cores this process may use).
-        physics: ``auto``, ``batch`` (``mujoco.batch``, MuJoCo >= 4) or ``data`` (one
-            ``MjData`` per env on a thread pool); see :func:`physics_backend`.
+        physics: ``auto``, ``batch`` (``mujoco.batch``, MuJoCo >= 4), ``data`` (one
+            ``MjData`` per env on a thread pool) or ``warp`` (MuJoCo Warp, the optional extra
+            ``warp``); see :func:`physics_backend`.
     """
 
     def __init__(self, kernel: Kernel, distribution: gymnasium.Env, num_envs: int, *,
@@ -82,7 +83,7 @@ class MujocoBatchedEnv(TaskVectorEnv):
         self._init_qvel = np.array(base.init_qvel)
         self._dt = float(self._base_model.opt.timestep) * kernel.frame_skip
         backend = physics_backend(physics, kernel.needs_cfrc_ext)
-        self._physics: BatchPhysics | DataPhysics = backend(self._base_model, num_envs, threads)
+        self._physics: Physics = backend(self._base_model, num_envs, threads)
         self._init_spaces(distribution)
         self._tasks: list[Task] = []
         self.set_tasks([self._dist.get_task()] * num_envs)  # type: ignore[attr-defined]

@@ -8,11 +8,15 @@ GIL released:
   bit-identical to a loop over ``MjData``), for kernels that only read the state;
 * :class:`DataPhysics`: one ``MjData`` per environment stepped on a thread pool (``mj_step``
   then ``mj_rnePostConstraint``, exactly Gymnasium's ``do_simulation``), for kernels that read
-  ``cfrc_ext`` (Ant) and on MuJoCo 3.x.
+  ``cfrc_ext`` (Ant) and on MuJoCo 3.x;
+* :class:`WarpPhysics`: MuJoCo Warp (``mujoco_warp``, the optional extra ``warp``), every world
+  stepped by Warp kernels on Warp's default device (CUDA when there is one, else its CPU
+  device), in float32, for kernels that only read the state and share one model.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +30,7 @@ _BAD_WARNINGS = np.array([int(mujoco.mjtWarning.mjWARN_BADQPOS),
                           int(mujoco.mjtWarning.mjWARN_BADQACC),
                           int(mujoco.mjtWarning.mjWARN_BADCTRL)])
 _STAGE_NONE = int(mujoco.mjtStage.mjSTAGE_NONE)
-PHYSICS_BACKENDS = ("auto", "batch", "data")
+PHYSICS_BACKENDS = ("auto", "batch", "data", "warp")
 
 
 def has_mujoco_batch() -> bool:
@@ -38,15 +42,29 @@ def has_mujoco_batch() -> bool:
     return True
 
 
-def physics_backend(name: str, needs_cfrc_ext: bool) -> type[BatchPhysics | DataPhysics]:
+def has_mujoco_warp() -> bool:
+    """Whether MuJoCo Warp (``mujoco_warp`` and ``warp``, the optional extra ``warp``) is here."""
+    return all(importlib.util.find_spec(m) is not None for m in ("mujoco_warp", "warp"))
+
+
+def physics_backend(name: str, needs_cfrc_ext: bool) -> type[Physics]:
     """The physics class of ``name`` (one of ``PHYSICS_BACKENDS``).
 
     ``auto`` takes ``mujoco.batch`` (:class:`BatchPhysics`) when the kernel does not read
     ``cfrc_ext`` and this MuJoCo has it, else one ``MjData`` per env (:class:`DataPhysics`),
-    which runs on any MuJoCo >= 3.2.
+    which runs on any MuJoCo >= 3.2. ``warp`` (:class:`WarpPhysics`) is only ever taken when
+    asked for.
     """
     if name not in PHYSICS_BACKENDS:
         raise ValueError(f"'physics' must be one of {PHYSICS_BACKENDS}, got {name!r}")
+    if name == "warp":
+        if needs_cfrc_ext:
+            raise ValueError("'physics' cannot be 'warp': this kernel reads cfrc_ext, which the "
+                             "Warp back-end does not give; use 'auto' or 'data'")
+        if not has_mujoco_warp():
+            raise ValueError("'physics' cannot be 'warp': mujoco_warp is not installed "
+                             "(pip install 'metarl[warp]'); use 'auto'")
+        return WarpPhysics
     batch_ok = not needs_cfrc_ext and has_mujoco_batch()
     if name == "batch" and not batch_ok:
         why = "this kernel reads cfrc_ext" if needs_cfrc_ext else "this MuJoCo has no mujoco.batch"
@@ -182,3 +200,67 @@ class DataPhysics:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
+
+
+class WarpPhysics:
+    """MuJoCo Warp: all N worlds stepped by Warp kernels on one device, in float32.
+
+    ``qpos`` / ``qvel`` are float64 host copies read back after every env step (a host round
+    trip per step: the kernels' rewards and the policy run on the host, as for the C
+    back-ends). One model for every world: per-task models (randomised-physics distributions)
+    raise ``ValueError``. Instability is a non-finite ``qpos`` or ``qvel`` (Warp keeps no
+    MuJoCo warning counters). Equal to the C engine within float32 tolerance over short
+    horizons (tests/envs/test_warp.py); ``num_threads`` is unused (Warp picks its own).
+    """
+
+    def __init__(self, model: mujoco.MjModel, num_envs: int, num_threads: int) -> None:
+        import mujoco_warp as mjw  # the optional extra ``warp``
+        import warp as wp
+
+        self._wp, self._mjw = wp, mjw
+        self.device = wp.get_device()
+        with wp.ScopedDevice(self.device):
+            self._m = mjw.put_model(model)
+            self._d = mjw.make_data(model, nworld=num_envs)
+        self.qpos = np.zeros((num_envs, model.nq))
+        self.qvel = np.zeros((num_envs, model.nv))
+        self.cfrc_ext: np.ndarray | None = None
+        self._read()
+
+    def set_models(self, models: Sequence[mujoco.MjModel] | None) -> None:
+        if models is not None:
+            raise ValueError("'physics' cannot be 'warp' for randomised-physics tasks: the Warp "
+                             "back-end steps one shared model; use 'auto' or 'data'")
+
+    def _read(self) -> None:
+        self.qpos[:] = self._d.qpos.numpy()
+        self.qvel[:] = self._d.qvel.numpy()
+
+    def reset(self, ids: np.ndarray, qpos: np.ndarray, qvel: np.ndarray) -> None:
+        """``mjw.reset_data`` of the worlds ``ids`` (defaults, zero warm start), then the state."""
+        wp = self._wp
+        mask = np.zeros(len(self.qpos), dtype=bool)
+        mask[ids] = True
+        with wp.ScopedDevice(self.device):
+            self._mjw.reset_data(self._m, self._d, reset=wp.array(mask, dtype=bool))
+        self._read()
+        self.qpos[ids] = qpos
+        self.qvel[ids] = qvel
+        self._d.qpos.assign(self.qpos.astype(np.float32))
+        self._d.qvel.assign(self.qvel.astype(np.float32))
+
+    def step(self, actions: np.ndarray, nstep: int) -> np.ndarray:
+        """Apply ``actions`` for ``nstep`` physics steps; return the [N] unstable mask."""
+        self._d.ctrl.assign(np.asarray(actions, dtype=np.float32))
+        with self._wp.ScopedDevice(self.device):
+            for _ in range(nstep):
+                self._mjw.step(self._m, self._d)
+        self._read()
+        finite = np.isfinite(self.qpos).all(axis=1) & np.isfinite(self.qvel).all(axis=1)
+        return np.asarray(~finite)
+
+    def close(self) -> None:
+        """Nothing to release: the device arrays go with the object."""
+
+
+Physics = BatchPhysics | DataPhysics | WarpPhysics

@@ -6,6 +6,11 @@ sample the meta-batch, :func:`metarl.core.meta_loss`, one outer Adam step. Each 
 in its own subprocess so its peak memory is its own: on CPU the growth of the peak
 resident set over the process's size after set-up, on CUDA ``max_memory_allocated``.
 
+The ``compiled`` columns run the learner's step with ``compile=True`` (``metarl supervised
+--compile``: the inner steps, meta-loss and meta-gradient as one ``torch.compile`` graph, CUDA
+graphs on CUDA); the compile time is the first iteration's, outside the timed loop, and is kept
+in the JSON as ``compile_s``. ``--no-compiled`` leaves them out.
+
 Rates are wall-clock meta-iterations per second (run it on an otherwise idle machine); the
 rate per second of the process's CPU time is kept in the JSON as ``cpu_iters_per_s``.
 
@@ -44,6 +49,8 @@ from typing import Any
 import torch
 
 META_BATCHES = (25, 250, 1000)
+NO_GPU = "n/a: no GPU"
+NOT_RUN = "not run (--no-compiled)"
 L2L_NA = "n/a (no --l2l-python: see the docstring for building learn2learn 0.2.0 on 3.11)"
 
 
@@ -56,7 +63,8 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _setup(meta_batch: int, device: torch.device) -> tuple[Any, list[Any]]:
+def _setup(meta_batch: int, device: torch.device,
+           compile: bool = False) -> tuple[Any, list[Any]]:
     from metarl.core import get_algorithm
     from metarl.supervised.models import build_model
     from metarl.supervised.tasks import sample_sinusoid
@@ -66,7 +74,8 @@ def _setup(meta_batch: int, device: torch.device) -> tuple[Any, list[Any]]:
     learner = SupervisedMetaLearner(
         build_model("sinusoid"), algorithm=get_algorithm("maml"), inner_steps=1, inner_lr=0.01,
         head_selector=None, outer_lr=1e-3, total_steps=1, cosine=False, clip_norm=None,
-        msl=False, msl_anneal_epochs=1, first_order_until=0, epoch_length=1, device=device)
+        msl=False, msl_anneal_epochs=1, first_order_until=0, epoch_length=1, device=device,
+        compile=compile)
     gen = torch.Generator().manual_seed(0)
     batches = []
     for _ in range(4):
@@ -113,14 +122,22 @@ def worker(path: str, meta_batch: int, device_name: str, seconds: float) -> dict
 
         def iteration(i: int) -> None:
             _l2l_iteration(state, batches[i % len(batches)])
+    elif path == "compiled":
+        learner, batches = _setup(meta_batch, device, compile=True)
+
+        def iteration(i: int) -> None:
+            learner.step(*batches[i % len(batches)], i)
     else:
         learner, batches = _setup(meta_batch, device)
 
         def iteration(i: int) -> None:
             _core_iteration(learner, batches[i % len(batches)], path == "vmap")
     base, count = _rss_mib(), 0  # after set-up, before the first meta-iteration
-    for i in range(2):  # warm-up
-        iteration(i)
+    compile_start = time.perf_counter()
+    iteration(0)  # warm-up (and, compiled, the compilation)
+    _sync(device)
+    compile_s = time.perf_counter() - compile_start
+    iteration(1)
     _sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -134,7 +151,8 @@ def worker(path: str, meta_batch: int, device_name: str, seconds: float) -> dict
             else max(_peak_rss_mib() - base, 0.0))
     return {"iters_per_s": count / wall, "cpu_iters_per_s": count / cpu, "cpu_s": cpu,
             "wall_s": wall, "peak_mib": peak, "iterations": count,
-            "torch": torch.__version__, "threads": torch.get_num_threads()}
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "compile_s": compile_s}
 
 
 def _sync(device: torch.device) -> None:
@@ -171,25 +189,36 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
         l2l = (measure(args.l2l_python, "l2l", mb, "cpu", args.seconds, args.threads)
                if args.l2l_python
                else L2L_NA)
-        cuda = (measure(sys.executable, "vmap", mb, "cuda", args.seconds)
-                if torch.cuda.is_available() else "n/a (no GPU)")
+        gpu = torch.cuda.is_available()
+        cuda = measure(sys.executable, "vmap", mb, "cuda", args.seconds) if gpu else NO_GPU
+        compiled = (measure(sys.executable, "compiled", mb, "cpu", args.seconds, args.threads)
+                    if args.compiled else NOT_RUN)
+        compiled_cuda = (measure(sys.executable, "compiled", mb, "cuda", args.seconds)
+                         if gpu and args.compiled else NO_GPU if args.compiled else NOT_RUN)
         rows.append({"meta_batch": mb, "vmap_cpu": vmap, "loop_cpu": loop, "ratio": ratio,
-                     "learn2learn_cpu": l2l, "vmap_cuda": cuda})
+                     "learn2learn_cpu": l2l, "vmap_cuda": cuda, "compiled_cpu": compiled,
+                     "compiled_cuda": compiled_cuda})
         print(f"meta-batch {mb}: done", file=sys.stderr, flush=True)
     return rows
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| meta-batch | vmap (CPU) | per-task loop (CPU) | vmap / loop | "
-             "learn2learn 0.2.0 MAML (CPU) | vmap / learn2learn | vmap (CUDA) |",
-             "|---|---|---|---|---|---|---|"]
+             "learn2learn 0.2.0 MAML (CPU) | vmap / learn2learn | vmap (CUDA) | "
+             "compiled (CPU) | compiled / vmap (CPU) | compiled (CUDA) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.1f}x"
         l2l = r["learn2learn_cpu"]
         vs_l2l = (f"{r['vmap_cpu']['iters_per_s'] / l2l['iters_per_s']:.1f}x"
                   if isinstance(l2l, dict) and isinstance(r["vmap_cpu"], dict) else "n/a")
+        comp = r.get("compiled_cpu", NOT_RUN)
+        vs_eager = (f"{comp['iters_per_s'] / r['vmap_cpu']['iters_per_s']:.2f}x"
+                    if isinstance(comp, dict) and isinstance(r["vmap_cpu"], dict) else "n/a")
         lines.append(f"| {r['meta_batch']} | {_fmt(r['vmap_cpu'])} | {_fmt(r['loop_cpu'])} | "
-                     f"{ratio} | {_fmt(l2l)} | {vs_l2l} | {_fmt(r['vmap_cuda'])} |")
+                     f"{ratio} | {_fmt(l2l)} | {vs_l2l} | {_fmt(r['vmap_cuda'])} | "
+                     f"{_fmt(comp)} | {vs_eager} | "
+                     f"{_fmt(r.get('compiled_cuda', NOT_RUN))} |")
     return "\n".join(lines)
 
 
@@ -200,6 +229,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--meta-batches", type=int, nargs="+", default=list(META_BATCHES))
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads per cell (OMP_NUM_THREADS); default: torch's")
+    parser.add_argument("--compiled", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run the torch.compile columns (default: yes)")
     parser.add_argument("--l2l-python", default=None,
                         help="python of a venv with learn2learn==0.2.0 and metarl importable")
     return parser.parse_args()

@@ -14,11 +14,18 @@ and one noise seed (:func:`call_seeds`); environment ``j`` of the meta-batch (ta
 (:func:`task_noise`). So a task's episodes depend only on the seed and the task's index in
 the meta-batch: a slice of the tasks sampled alone (``first_task=``, as each Ray actor does,
 :mod:`metarl.rl.ray_sampler`) gives exactly the episodes the whole batch gives.
+
+Threads: the physics steps on the env's C threads while the policy acts between steps, so the
+rollout runs torch's CPU work on ``torch_threads`` intra-op threads (default 1). The per-step
+policy forward is a few small matmuls; on torch's default of one thread per core, its OpenMP
+threads wait (spinning, then at a barrier) on cores the physics threads want, which on a busy
+2-core machine made the forward 30x slower and the sampler 4x slower (docs/speed.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -116,6 +123,20 @@ def task_noise(noise_seed: int, task_index: int, shape: Sequence[int],
     return torch.randn(tuple(shape), generator=gen, dtype=dtype)
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op CPU threads set to ``threads`` inside the block (None: unchanged)."""
+    before = torch.get_num_threads()
+    if threads is None or threads == before:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class BatchedSampler:
     """Samples ``episodes_per_task`` episodes of each task with per-task policy parameters.
 
@@ -124,12 +145,20 @@ class BatchedSampler:
             ``tasks x episodes_per_task``.
         episodes_per_task: Episodes per task, >= 1.
         device: Where the policy acts and the returned :class:`Episodes` live.
+        torch_threads: torch's CPU threads during a rollout (>= 1; None: leave torch's
+            setting), restored afterwards; see the module docstring.
     """
 
-    def __init__(self, env: Any, episodes_per_task: int, device: torch.device | str) -> None:
+    def __init__(self, env: Any, episodes_per_task: int, device: torch.device | str, *,
+                 torch_threads: int | None = 1) -> None:
         if episodes_per_task < 1 or env.num_envs % episodes_per_task != 0:
             raise ValueError(f"episodes_per_task must be >= 1 and divide env.num_envs="
                              f"{env.num_envs}, got {episodes_per_task}")
+        if torch_threads is not None and (isinstance(torch_threads, bool)
+                                          or not isinstance(torch_threads, int)
+                                          or torch_threads < 1):
+            raise ValueError(f"torch_threads must be None or an int >= 1, got {torch_threads!r}")
+        self.torch_threads = torch_threads
         self.env = env
         self.episodes_per_task = episodes_per_task
         self.device = torch.device(device)
@@ -169,7 +198,7 @@ class BatchedSampler:
         shape = (self.horizon, self.episodes_per_task, policy.act_dim)
         noise = torch.stack([task_noise(noise_seed, first_task + i, shape, dtype)
                              for i in range(self.num_tasks)], dim=1)  # [H, T, E, a]
-        with torch.no_grad():
+        with torch.no_grad(), torch_threads(self.torch_threads):
             return self._rollout(policy, params_per_task, obs_np, noise)
 
     def _rollout(self, policy: GaussianMLPPolicy, params: Params, obs_np: np.ndarray,
@@ -201,6 +230,7 @@ class BatchedSampler:
              noise: torch.Tensor) -> torch.Tensor:
         """Gaussian actions ``[T * E, a]`` for ``obs [T * E, d]`` and ``noise [T, E, a]``."""
         t_, e_ = self.num_tasks, self.episodes_per_task
-        mean, log_std = forward_per_task(policy, params, obs.reshape(t_, e_, -1).to(noise.device))
+        mean, log_std = policy.dist_params_per_task(
+            params, obs.reshape(t_, e_, -1).to(noise.device))
         sample = mean + torch.exp(log_std)[:, None, :] * noise
         return sample.reshape(t_ * e_, -1).cpu()

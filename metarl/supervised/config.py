@@ -179,6 +179,9 @@ class SupervisedConfig:
     mamlpp_off: Annotated[tuple[str, ...], tyro.conf.arg(metavar=choices(MAMLPP_FLAGS))] = ()
     """With --algo mamlpp: MAML++ fixes to leave out (the ablation), any of msl da bnrs bnwb
     lslr ca."""
+    compile: bool = False
+    """Compile the meta-iteration's inner steps, meta-loss and meta-gradient with torch.compile
+    (CUDA graphs on CUDA); the eager default is faster on small CPUs (docs/speed.md)."""
 
     def __post_init__(self) -> None:
         _check_choices(self)

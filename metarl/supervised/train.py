@@ -56,7 +56,7 @@ def build_learner(cfg: SupervisedConfig, device: torch.device) -> SupervisedMeta
         cosine=cfg.use_cosine, clip_norm=cfg.clip_norm, msl=cfg.use_msl,
         msl_anneal_epochs=cfg.msl_anneal_epochs, first_order_until=cfg.da_epochs,
         epoch_length=cfg.epoch_length, device=device, bootstrap=cfg.bootstrap,
-        outer_momentum=cfg.outer_momentum)
+        outer_momentum=cfg.outer_momentum, compile=cfg.compile)
     if cfg.is_classification:
         spec = cfg.dataset
         model = build_conv4(ways=cfg.ways, channels=spec.channels, image_size=spec.image_size,
@@ -76,7 +76,8 @@ def _start(cfg: SupervisedConfig) -> tuple[SupervisedConfig, Path, dict[str, Any
             write_json(run_dir / "split.json", omniglot_split(cfg.split_seed).to_json())
         return cfg, run_dir, None
     run_dir = Path(cfg.resume)
-    cfg = dataclasses.replace(load_config(run_dir, device=cfg.device, progress=cfg.progress),
+    cfg = dataclasses.replace(load_config(run_dir, device=cfg.device, progress=cfg.progress,
+                                          compile=cfg.compile),
                               iterations=cfg.iterations, resume=cfg.resume)
     path, state = load_latest(run_dir)
     if state["iteration"] > cfg.iterations:

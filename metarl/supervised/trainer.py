@@ -10,6 +10,12 @@ and the meta-gradient estimator; ``--algo`` names map to it in
 MAML++ options (Antoniou et al., 2019) come on top: the multi-step loss (MSL) with
 annealed weights, derivative-order annealing (first-order estimator for the first epochs)
 and a cosine-annealed outer lr.
+
+``compile=True`` runs the meta-loss (every inner step and the query losses, vmapped over
+tasks) and its meta-gradient as one ``torch.compile`` graph, forward and backward (on CUDA
+in ``reduce-overhead`` mode, i.e. CUDA graphs), so a meta-iteration is a few fused kernels
+instead of hundreds of small launches; the guarded Adam step stays eager. Eager is the
+default: on a 2-core CPU compiling costs tens of seconds and gains little (docs/speed.md).
 """
 
 from __future__ import annotations
@@ -64,6 +70,8 @@ class SupervisedMetaLearner:
         outer_momentum: Momentum of the ``nsgdm`` outer rule (``algorithm.outer``).
         fixed_keys: Keys the inner loop never adapts, whatever the algorithm (MAML++'s
             per-step batch-norm weights are learned by the outer loop only).
+        compile: Run the meta-loss and its gradient compiled (``torch.compile``); the
+            update equals the eager one to float tolerance.
     """
 
     def __init__(self, model: nn.Module, *, algorithm: MetaAlgorithm, inner_steps: int,
@@ -72,7 +80,8 @@ class SupervisedMetaLearner:
                  msl_anneal_epochs: int, first_order_until: int, epoch_length: int,
                  device: torch.device, loss_fn: Loss | None = None,
                  bootstrap: BootstrapOptions | None = None,
-                 outer_momentum: float = 0.9, fixed_keys: tuple[str, ...] = ()) -> None:
+                 outer_momentum: float = 0.9, fixed_keys: tuple[str, ...] = (),
+                 compile: bool = False) -> None:
         self.algorithm = algorithm
         self.model = model.to(device)
         self.params: Params = get_params(self.model)
@@ -94,6 +103,11 @@ class SupervisedMetaLearner:
         self.optimizer = OuterOptimizer(meta_params, lr=outer_lr, total_steps=total_steps,
                                         cosine=cosine, clip_norm=clip_norm,
                                         rule=algorithm.outer, momentum=outer_momentum)
+        self.compiled = compile
+        self._meta_loss = self._meta_loss_eager
+        if compile:
+            mode = "reduce-overhead" if self.device.type == "cuda" else None
+            self._meta_loss = torch.compile(self._meta_loss_eager, mode=mode, dynamic=False)
 
     def estimator(self, iteration: int) -> Estimator:
         """The algorithm's estimator, or first order during MAML++'s first epochs (DA)."""
@@ -122,18 +136,27 @@ class SupervisedMetaLearner:
 
     def meta_objective(self, support: Batch, query: Batch,
                        iteration: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The loss whose gradient the outer step takes (value: the query loss) and logs."""
+        """The loss whose gradient the outer step takes (value: the query loss) and logs;
+        compiled with ``compile`` (the iteration enters only through the estimator and the
+        MSL weights, so the graph is not rebuilt every iteration)."""
+        return self._meta_loss(support, query, self.estimator(iteration),
+                               self.step_weights(iteration))
+
+    def _meta_loss_eager(self, support: Batch, query: Batch, estimator: Estimator,
+                         step_weights: torch.Tensor | None
+                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """:meth:`meta_objective` for one estimator and MSL weights; logs as fresh tensors
+        (a compiled graph may not return views of its outputs)."""
         loss, aux = meta_loss(self.params, self.loss_fn, support, query,
                               steps=self.inner_steps, rule=self.maml_rule, keys=self.keys,
-                              estimator=self.estimator(iteration),
-                              step_weights=self.step_weights(iteration), vectorize=True)
+                              estimator=estimator, step_weights=step_weights, vectorize=True)
         if self.bootstrap is not None:
             match = bootstrapped_lr_loss(self.params, self.loss_fn, support, query,
                                          steps=self.inner_steps, rule=self.rule, keys=self.keys,
                                          options=self.bootstrap, distribution=self.predictive)
             loss = loss + match - match.detach()  # the logged loss stays the query loss
             aux["bmg_match"] = match.detach()
-        return loss, aux
+        return loss, {k: v.clone() for k, v in aux.items()}
 
     def predictive(self, params: Params, data: Batch) -> torch.distributions.Distribution:
         """Unit-variance Gaussian around the model's predictions (BMG's ``kl`` matching)."""

@@ -556,7 +556,8 @@ def test_physics_backend_choice_and_mujoco3_fallback(monkeypatch: pytest.MonkeyP
     assert physics.physics_backend("data", needs_cfrc_ext=False) is DataPhysics
     with pytest.raises(ValueError, match="'physics' cannot be 'batch': this kernel reads"):
         physics.physics_backend("batch", needs_cfrc_ext=True)
-    with pytest.raises(ValueError, match=r"'physics' must be one of \('auto', 'batch', 'data'\)"):
+    with pytest.raises(ValueError,
+                       match=r"'physics' must be one of \('auto', 'batch', 'data', 'warp'\)"):
         physics.physics_backend("gpu", needs_cfrc_ext=False)
     monkeypatch.setattr(physics, "has_mujoco_batch", lambda: False)  # as on MuJoCo 3.x
     assert physics.physics_backend("auto", needs_cfrc_ext=False) is DataPhysics

@@ -53,6 +53,28 @@ def test_functional_call_and_vmap_over_tasks_match_the_module() -> None:
     torch.testing.assert_close(p.dist_params(get_params(p), obs[0])[0], m0)
 
 
+def test_batched_matmul_forward_equals_vmap_over_tasks() -> None:
+    """The sampler's per-step forward (baddbmm per layer) against vmap(functional_call), with
+    per-task parameters and with the expanded (stride-0) meta-parameters, relu and tanh."""
+    torch.manual_seed(0)
+    for activation in ("tanh", "relu"):
+        p = GaussianMLPPolicy(5, 3, hidden=(7, 4), activation=activation).double()
+        obs = torch.randn(4, 6, 5, dtype=torch.float64)
+        stacked = {k: torch.stack([v.detach() + 0.1 * torch.randn_like(v) for _ in range(4)])
+                   for k, v in get_params(p).items()}
+        expanded = {k: v.detach().expand(4, *v.shape) for k, v in get_params(p).items()}
+        for params in (stacked, expanded):
+            mean, log_std = p.dist_params_per_task(params, obs)
+            ref_mean, ref_log_std = forward_per_task(p, params, obs)
+            torch.testing.assert_close(mean, ref_mean, rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(log_std, ref_log_std, rtol=0, atol=0)
+    linear = GaussianMLPPolicy(3, 2, hidden=()).double()
+    params = {k: v.detach().expand(2, *v.shape) for k, v in get_params(linear).items()}
+    obs = torch.randn(2, 4, 3, dtype=torch.float64)
+    torch.testing.assert_close(linear.dist_params_per_task(params, obs)[0],
+                               forward_per_task(linear, params, obs)[0])
+
+
 def test_bad_arguments_name_the_field() -> None:
     with pytest.raises(ValueError, match="activation"):
         GaussianMLPPolicy(2, 2, activation="gelu")

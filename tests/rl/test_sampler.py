@@ -11,7 +11,7 @@ from metarl.core import get_params
 from metarl.envs.batched import make_batched
 from metarl.envs.navigation import Navigation2DTask
 from metarl.rl.policy import GaussianMLPPolicy
-from metarl.rl.sampler import BatchedSampler, Episodes
+from metarl.rl.sampler import BatchedSampler, Episodes, torch_threads
 
 T, E, H = 3, 2, 12
 
@@ -79,6 +79,29 @@ def test_bad_arguments_name_the_field() -> None:
         sampler.sample(policy, params, sampler.env.sample_tasks(T - 1), seed=0)
     with pytest.raises(ValueError, match="episodes_per_task"):
         BatchedSampler(sampler.env, 4, "cpu")
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="torch_threads"):
+            BatchedSampler(sampler.env, E, "cpu", torch_threads=bad)  # type: ignore[arg-type]
+
+
+def test_rollout_runs_on_its_torch_threads_and_restores_them() -> None:
+    """The rollout's torch threads (default 1, docs/speed.md) apply inside it only, also when
+    it raises; the same seed gives the same episodes whatever torch's setting outside."""
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    with pytest.raises(RuntimeError), torch_threads(1):
+        raise RuntimeError
+    assert torch.get_num_threads() == before
+    policy, sampler, params = _setup()
+    tasks = sampler.env.sample_tasks(T)
+    ep = sampler.sample(policy, params, tasks, seed=3)
+    assert torch.get_num_threads() == before
+    torch.set_num_threads(2)
+    try:
+        assert _fields_equal(ep, sampler.sample(policy, params, tasks, seed=3))
+    finally:
+        torch.set_num_threads(before)
 
 
 def _fields_equal(a: Episodes, b: Episodes) -> bool:
