@@ -29,6 +29,10 @@ COMMANDS: dict[str, Command] = {
     "evaluate": Command("metarl.rl.evaluate_cmd", "EvalConfig",
                         "evaluate a run's adaptation on held-out tasks: RUN_DIR [--tasks FILE] "
                         "[--inner-steps K] [--seeds S] (supervised runs too)"),
+    "baseline": Command("metarl.rl.baselines_sb3", "BaselineConfig",
+                        "stable-baselines3 PPO baselines: multi-task pre-training, then "
+                        "fine-tuning on held-out tasks (--baseline finetune) or the task in "
+                        "the observation (--baseline oracle), evaluated as the meta-learners"),
     "supervised": Command("metarl.supervised.train", "SupervisedConfig",
                           "few-shot regression (sinusoid, mixed linear regression) with any "
                           "meta-algorithm (maml, fomaml, anil, metasgd, lslr, ...)"),

@@ -198,11 +198,13 @@ def find_run(cfg: ResultsConfig, cell: Cell) -> Path | None:
 
 
 def cell_state(run_dir: Path | None, iterations: int) -> tuple[str, int]:
-    """``("done" | "partial" | "none", iteration reached)`` of a cell's run folder."""
+    """``("done" | "partial" | "none", iteration reached)`` of a cell's run folder (a
+    baseline's is done once it has its ``eval.json``: it has no checkpoints to resume)."""
     if run_dir is None:
         return "none", 0
     ev = run_dir / "eval.json"
-    if ev.is_file() and json.loads(ev.read_text())["iteration"] >= iterations:
+    baseline = json.loads((run_dir / "config.json").read_text()).get("kind") == "sb3-baseline"
+    if ev.is_file() and (baseline or json.loads(ev.read_text())["iteration"] >= iterations):
         return "done", iterations
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
@@ -250,7 +252,8 @@ def summarise(cell: Cell, run_dir: Path, where: str) -> dict[str, Any]:
             "ci95": ci, "success": ev.get("overall_success"),
             "env_steps": int(state.get("env_steps", ev.get("env_steps", 0))),
             "wall_s": float(state.get("wall_s", ev.get("wall_s", 0.0))),
-            "curve": learning_curve(run_dir, len(mean) - 1), "machine": where,
+            "curve": (learning_curve(run_dir, len(mean) - 1) if cell.algo in META_ALGOS
+                      else {"iteration": []}), "machine": where,
             "num_tasks": ev["num_tasks"], "eval_seeds": len(ev["seeds"])}
 
 
@@ -363,13 +366,19 @@ def plot_curves(cfg: ResultsConfig, rows: Sequence[dict[str, Any]]) -> list[Path
 
     written = []
     for env in cfg.envs:
-        done = [r for r in rows if r["env"] == env and r["status"] == "done" and
-                len(r["curve"]["iteration"]) > 0]
+        done = [r for r in rows if r["env"] == env and r["status"] == "done"]
         if not done:
             continue
         fig, ax = plt.subplots(figsize=(6, 4))
         for algo in cfg.algos:
-            _plot_algo(ax, algo, [r for r in done if r["algo"] == algo])
+            runs = [r for r in done if r["algo"] == algo]
+            if algo in BASELINES and runs:  # no iterations: its final return, as a level
+                mean = pooled(runs)[0]
+                ax.axhline(mean[min(1, len(mean) - 1)], ls="-.", lw=1,
+                           label=f"{algo}, after 1 update ({len(runs)} seeds)",
+                           color=f"C{ALGOS.index(algo)}")
+            elif runs:
+                _plot_algo(ax, algo, runs)
         if env in FINN:
             ax.axhline(FINN[env], color="k", ls=":", lw=1, label="Finn et al. 2017, 1 step")
         ax.set(xlabel="meta-iteration", ylabel="held-out average return",

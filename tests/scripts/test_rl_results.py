@@ -74,6 +74,20 @@ def test_not_run_rows_then_resume_and_keep(tmp_path: Path,
     assert [r["status"] for r in rows] == ["not run", "not run"]
 
 
+def test_baseline_cells_run_and_sit_in_the_table(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PPO baseline cell runs through metarl.rl.baselines_sb3 with the same preset."""
+    pytest.importorskip("stable_baselines3")
+    mod = script(monkeypatch)
+    rows = mod.main(config(mod, tmp_path, algos=("ppo-finetune",)))
+    assert rows[0]["status"] == "done" and len(rows[0]["mean"]) == 2
+    assert rows[0]["env_steps"] >= 2 * 2 * 2 * 10 * 2  # the meta-learners' training steps
+    md = (tmp_path / "docs" / "rl.md").read_text()
+    assert "not run" not in line(md, "ppo-finetune")
+    again = mod.main(config(mod, tmp_path, algos=("ppo-finetune",)))  # done: read, not rerun
+    assert again[0]["run_dir"] == rows[0]["run_dir"]
+
+
 @pytest.mark.parametrize(("kw", "option"), [
     ({"envs": ("HalfCheetah",)}, "envs"), ({"algos": ("ppo",)}, "algos"),
     ({"seeds": ()}, "seeds"), ({"preset": "huge"}, "preset"), ({"max_runs": -1}, "max_runs"),
