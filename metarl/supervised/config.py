@@ -304,7 +304,8 @@ def _check_choices(cfg: SupervisedConfig) -> None:
         raise ValueError(f"algo must be one of {SUPERVISED_ALGOS}, got {cfg.algo!r}")
     if cfg.bn_eval not in BN_EVAL:
         raise ValueError(f"bn_eval must be one of {BN_EVAL}, got {cfg.bn_eval!r}")
-    bad = [f for f in cfg.mamlpp_off if f not in MAMLPP_FLAGS]
+    bad = ([cfg.mamlpp_off] if isinstance(cfg.mamlpp_off, str)
+           else [f for f in cfg.mamlpp_off if f not in MAMLPP_FLAGS])
     if bad:
         raise ValueError(f"mamlpp_off must hold values among {MAMLPP_FLAGS}, got {bad}")
     if cfg.mamlpp_off and cfg.algo != "mamlpp":
@@ -357,6 +358,10 @@ def _check_head_and_device(cfg: SupervisedConfig) -> None:
 
 def _check_classification(cfg: SupervisedConfig) -> None:
     """Ways, shots and queries against the dataset's sizes, and its files, before any work."""
+    if cfg.queries is not None and cfg.queries < 1:
+        raise ValueError(f"queries must be None or an int >= 1, got {cfg.queries}")
+    if cfg.ways < 1:
+        raise ValueError(f"ways must be an int >= 1, got {cfg.ways}")
     if not cfg.is_classification:
         used = [n for n in ("bnrs", "bnwb") if getattr(cfg, n)]
         if used or cfg.bn_eval != "auto":
@@ -364,10 +369,6 @@ def _check_classification(cfg: SupervisedConfig) -> None:
                              f"{CLASSIFICATION_TASKS}, got task {cfg.task!r}")
         return
     spec = cfg.dataset
-    if cfg.queries is not None and cfg.queries < 1:
-        raise ValueError(f"queries must be None or an int >= 1, got {cfg.queries}")
-    if cfg.ways < 1:
-        raise ValueError(f"ways must be an int >= 1, got {cfg.ways}")
     for part in ("train", "test"):
         classes = spec.classes(part, cfg.test_rotations)
         if cfg.ways > classes:
