@@ -23,9 +23,9 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "train": Command("metarl.rl.train", "TrainConfig",
-                     "meta-train a meta-algorithm (maml, anil, fomaml, metasgd, lslr) with a "
-                     "TRPO outer step on a task distribution (no options: the default agent, "
-                     "Navigation2D MAML, a few minutes on a laptop)"),
+                     "meta-train a meta-algorithm (--algo: maml, anil, fomaml, fdmaml, ...) "
+                     "with a TRPO outer step on a task distribution (no options: the default "
+                     "agent, Navigation2D MAML, a few minutes on a laptop)"),
     "evaluate": Command("metarl.rl.evaluate_cmd", "EvalConfig",
                         "evaluate a run's adaptation on held-out tasks: RUN_DIR [--tasks FILE] "
                         "[--inner-steps K] [--seeds S] (supervised runs too)"),

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from metarl.core import ALGO_NAMES
 from metarl.rl.config import config_to_json, load_config
 from metarl.rl.presets import ENV_NAMES, PRESET_NAMES, get_preset
 from metarl.rl.train import TrainConfig, main
@@ -331,7 +332,7 @@ def test_help_lists_choices_and_names_positionals() -> None:
     train = subprocess.run([sys.executable, "-m", "metarl.cli", "train", "--help"],
                            capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
     assert "--env {HalfCheetahVel,HalfCheetahDir," in train.stdout
-    assert "--algo {maml,fomaml,anil,metasgd,lslr}" in train.stdout
+    assert "--algo {" + ",".join(ALGO_NAMES) + "}" in train.stdout
     assert "{None}" not in train.stdout
     ev = subprocess.run([sys.executable, "-m", "metarl.cli", "evaluate", "--help"],
                         capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
