@@ -89,8 +89,8 @@ class FiniteDifference(Estimator):
 
     Attributes:
         delta: Finite-difference step, a length in parameter space (> 0).
-        scheme: ``forward`` (error O(delta)) or ``symmetric`` (error O(delta^2), one more
-            gradient per inner step).
+        scheme: ``forward`` (error O(delta)) or ``symmetric`` (error O(delta^2)); both take
+            two gradients per inner step.
     """
 
     name: ClassVar[str] = "finite_difference"
@@ -114,7 +114,7 @@ class FiniteDifference(Estimator):
             return value
         v = full_grad(query, trajectory[step], problem.query)
         lr_terms: list[torch.Tensor] = []
-        for i in range(step, 0, -1):
+        for i in range(step if problem.keys else 0, 0, -1):  # no adapted keys: identity
             lrs = step_lrs(problem.rule, i - 1, problem.keys)
             inner = loss_at(problem.inner_loss, i - 1)
             point, data = trajectory[i - 1], problem.supports[i - 1]
