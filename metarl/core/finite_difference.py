@@ -9,9 +9,10 @@ per-key rates) and ``F = f(theta_K)``, the exact meta-gradient is the adjoint re
 
     v_K = grad f(theta_K),    v_{i-1} = v_i - H_i (a * v_i|_A),    grad F(theta_0) = v_0,
 
-with ``H_i`` the (all keys x adapted keys) Hessian of ``g_i`` at ``theta_{i-1}``. Each step
-``v - H w`` is the derivative in ``lambda`` of the inner step's output at the perturbed start
-``theta_{i-1} + lambda w``; this module replaces ``H w`` by
+with ``H_i`` the (all keys x adapted keys) Hessian of ``g_i`` at ``theta_{i-1}``. With one
+scalar rate and every key adapted, ``v - H (a v)`` is the derivative in ``lambda`` of the inner
+step's output at the perturbed start ``theta_{i-1} + lambda v`` (its Jacobian is symmetric);
+this module replaces ``H w`` by
 
 * forward:   ``(grad g(theta + delta w_hat) - grad g(theta)) / delta * |w|``, error O(delta);
 * symmetric: ``(grad g(theta + delta w_hat) - grad g(theta - delta w_hat)) / (2 delta) * |w|``,
