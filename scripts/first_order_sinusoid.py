@@ -80,16 +80,21 @@ def run_row(algo: str, iterations: int, run_root: str, seed: int,
             "machine": sinusoid_results.machine()}
 
 
-def fd_error(deltas: list[float], seed: int) -> list[dict[str, Any]]:
+def fd_error(deltas: list[float], seed: int, run_dir: str | None = None) -> list[dict[str, Any]]:
     """Distance of each estimator's meta-gradient to the exact one at the sinusoid net's
-    initialisation (25 tasks, 1 inner step, float64, relative to |exact|): a ReLU net's
-    gradient jumps where a unit switches, and finite differences see the jumps."""
+    initialisation, or at ``run_dir``'s latest checkpoint (25 tasks, 1 inner step, float64,
+    relative to |exact|): a ReLU net's gradient jumps where a unit switches, and finite
+    differences see the jumps."""
     from metarl.core import FiniteDifference, FirstOrder, SecondOrder, meta_loss
     from metarl.supervised.config import SupervisedConfig
     from metarl.supervised.tasks import sample_sinusoid
     from metarl.supervised.train import build_learner
 
     learner = build_learner(SupervisedConfig(seed=seed), torch.device("cpu"))
+    if run_dir is not None:
+        from metarl.runs import load_latest
+
+        learner.load_state_dict(load_latest(run_dir)[1]["learner"])
     params = {k: v.detach().double().requires_grad_(True) for k, v in learner.params.items()}
     model = learner.model.double()
     support, query = sample_sinusoid(25, 10, 10, torch.Generator().manual_seed(seed))
@@ -106,12 +111,14 @@ def fd_error(deltas: list[float], seed: int) -> list[dict[str, Any]]:
 
     exact = grad(SecondOrder())
     scale = float(exact.norm())
-    rows = [{"estimator": "fomaml", "delta": None,
+    where = "initialisation" if run_dir is None else run_dir
+    rows = [{"estimator": "fomaml", "delta": None, "at": where,
              "rel_error": float((grad(FirstOrder()) - exact).norm()) / scale}]
     for scheme in ("forward", "symmetric"):
         for d in deltas:
             err = float((grad(FiniteDifference(d, scheme)) - exact).norm()) / scale
-            rows.append({"estimator": f"fd-{scheme}", "delta": d, "rel_error": err})
+            rows.append({"estimator": f"fd-{scheme}", "delta": d, "at": where,
+                         "rel_error": err})
     return rows
 
 
@@ -139,13 +146,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--fd-error", action="store_true",
                    help="only the meta-gradient error table at initialisation (seconds)")
+    p.add_argument("--fd-error-at", nargs="*", default=[], metavar="RUN_DIR",
+                   help="with --fd-error: also at these runs' latest checkpoints")
     args = p.parse_args(argv)
     if args.iterations < 1:
         raise ValueError(f"iterations must be an int >= 1, got {args.iterations}")
     if args.fd_error:
-        errors = fd_error([1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6], args.seed)
+        deltas = [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
+        errors = fd_error(deltas, args.seed)
+        for run_dir in args.fd_error_at:
+            errors += fd_error(deltas, args.seed, run_dir)
         for r in errors:
-            print(f"{r['estimator']:>13} delta {r['delta']}: |g - exact| / |exact| = "
+            print(f"{r['at'][-40:]:>40} {r['estimator']:>13} delta {r['delta']}: "
+                  f"|g - exact| / |exact| = "
                   f"{r['rel_error']:.3g}")
         if args.json is not None:
             args.json.write_text(json.dumps(errors, indent=2) + "\n")

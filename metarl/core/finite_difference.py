@@ -9,9 +9,10 @@ per-key rates) and ``F = f(theta_K)``, the exact meta-gradient is the adjoint re
 
     v_K = grad f(theta_K),    v_{i-1} = v_i - H_i (a * v_i|_A),    grad F(theta_0) = v_0,
 
-with ``H_i`` the (all keys x adapted keys) Hessian of ``g_i`` at ``theta_{i-1}``. Each step
-``v - H w`` is the derivative in ``lambda`` of the inner step's output at the perturbed start
-``theta_{i-1} + lambda w``; this module replaces ``H w`` by
+with ``H_i`` the (all keys x adapted keys) Hessian of ``g_i`` at ``theta_{i-1}``. With one
+scalar rate and every key adapted, ``v - H (a v)`` is the derivative in ``lambda`` of the inner
+step's output at the perturbed start ``theta_{i-1} + lambda v`` (its Jacobian is symmetric);
+this module replaces ``H w`` by
 
 * forward:   ``(grad g(theta + delta w_hat) - grad g(theta)) / delta * |w|``, error O(delta);
 * symmetric: ``(grad g(theta + delta w_hat) - grad g(theta - delta w_hat)) / (2 delta) * |w|``,
@@ -89,8 +90,8 @@ class FiniteDifference(Estimator):
 
     Attributes:
         delta: Finite-difference step, a length in parameter space (> 0).
-        scheme: ``forward`` (error O(delta)) or ``symmetric`` (error O(delta^2), one more
-            gradient per inner step).
+        scheme: ``forward`` (error O(delta)) or ``symmetric`` (error O(delta^2)); both take
+            two gradients per inner step.
     """
 
     name: ClassVar[str] = "finite_difference"
@@ -114,7 +115,7 @@ class FiniteDifference(Estimator):
             return value
         v = full_grad(query, trajectory[step], problem.query)
         lr_terms: list[torch.Tensor] = []
-        for i in range(step, 0, -1):
+        for i in range(step if problem.keys else 0, 0, -1):  # no adapted keys: identity
             lrs = step_lrs(problem.rule, i - 1, problem.keys)
             inner = loss_at(problem.inner_loss, i - 1)
             point, data = trajectory[i - 1], problem.supports[i - 1]

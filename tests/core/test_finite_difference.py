@@ -165,3 +165,12 @@ def test_scheme_is_validated_and_rows_carry_delta() -> None:
     assert algo.estimator == FiniteDifference(0.05, "symmetric") and algo.first_order
     assert with_fd_delta(ALGORITHMS["maml"], 0.05) == ALGORITHMS["maml"]
     assert ALGORITHMS["fdmaml"].estimator == FiniteDifference(scheme="forward")
+
+
+def test_no_adapted_keys_gives_the_plain_gradient(mlp: nn.Module, loss_fn: LossFn,
+                                                  tasks: Any) -> None:
+    params = get_params(mlp)
+    out = [_meta_grad(params, loss_fn, tasks, est, steps=2, keys=())
+           for est in (SecondOrder(), FiniteDifference())]
+    for a, b in zip(*out, strict=True):
+        torch.testing.assert_close(a, b)
