@@ -250,7 +250,29 @@ def sweep_sampler(name: str, args: Args, torch_all: bool) -> dict[str, Any]:
     timer = _instrument(env)
     result = _timed(lambda: sampler.sample(policy, params, tasks, seed=args.seed), timer)
     return {"envs": args.num_envs, "env_steps": args.steps * args.num_envs,
-            "torch_threads": threads if torch_all else 1, **result}
+            "torch_threads": threads if torch_all else 1, **result,
+            **forward_cpu_ms(policy, params, sampler.num_tasks, args.episodes_per_task)}
+
+
+def forward_cpu_ms(policy: Any, params: Any, tasks: int, episodes: int,
+                   calls: int = 50) -> dict[str, float]:
+    """CPU ms of one per-step policy forward of the sampler's size on one torch thread: the
+    sampler's ``dist_params_per_task`` (baddbmm per layer) and its vmap reference."""
+    import torch
+
+    from metarl.rl.sampler import forward_per_task, torch_threads
+
+    obs = torch.randn(tasks, episodes, policy.obs_dim)
+    out = {}
+    with torch.no_grad(), torch_threads(1):
+        for key, fn in (("forward_bmm_cpu_ms", policy.dist_params_per_task),
+                        ("forward_vmap_cpu_ms", lambda p, o: forward_per_task(policy, p, o))):
+            fn(params, obs)
+            cpu = time.process_time()
+            for _ in range(calls):
+                fn(params, obs)
+            out[key] = (time.process_time() - cpu) / calls * 1e3
+    return out
 
 
 def _child(method: str, name: str, args: Args, queue: Any) -> None:
