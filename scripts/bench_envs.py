@@ -512,7 +512,8 @@ def plot_sweep(rows: list[dict[str, Any]], table: list[dict[str, Any]], info: di
         got = [r for r in rows if r["method"] == method and "env_steps_per_s" in r]
         ax.plot([r["threads"] for r in got], [r["env_steps_per_s"] for r in got], "o",
                 color=color, label=f"{method} (measured, wall)")
-        for a in (a for a in table if a["method"] == method):
+        for a in (a for a in table if a["method"] == method != "sampler_torch_all"):
+            # (torch_all's 1-thread row is the sampler's: its contention starts at 2 threads)
             cores = [1, *a["predicted"]]
             ax.plot(cores, [a["rate_1core_cpu"], *a["predicted"].values()], "-", color=color,
                     alpha=0.6, label=f"{method} (Amdahl, f={a['serial_fraction_cpu']:.3f})")
