@@ -222,7 +222,23 @@ def sweep_batched(name: str, args: Args) -> dict[str, Any]:
     actions = _actions(env.single_action_space, args.steps, args.num_envs, args.seed)
     timer = _instrument(env)
     result = _timed(lambda: [env.step(a) for a in actions], timer)
-    return {"envs": args.num_envs, "env_steps": args.steps * args.num_envs, **result}
+    return {"envs": args.num_envs, "env_steps": args.steps * args.num_envs, **result,
+            "python_only_cpu_us_per_step": python_only_step_us(env, timer, actions)}
+
+
+def python_only_step_us(env: Any, timer: _StepTimer, actions: np.ndarray,
+                        calls: int = 50) -> float:
+    """CPU microseconds of one engine step with MuJoCo's C step skipped: the engine's own
+    Python and NumPy work with warm caches, a lower bound of its serial part (the sweep's
+    ``serial_cpu_s`` is measured between real C steps, cold caches and other load included)."""
+    step, stable = timer.step, np.zeros(env.num_envs, dtype=bool)
+    # mujoco.batch's step returns nothing; a whole back-end's returns the unstable mask
+    timer.step = lambda *a, **k: None if hasattr(env._physics, "batch") else stable  # type: ignore[method-assign]
+    cpu = time.thread_time()
+    for i in range(calls):
+        env.step(actions[i % len(actions)])
+    timer.step = step  # type: ignore[method-assign]
+    return (time.thread_time() - cpu) / calls * 1e6
 
 
 def sweep_sampler(name: str, args: Args, torch_all: bool) -> dict[str, Any]:

@@ -65,6 +65,7 @@ def test_tiny_sweep_end_to_end(tmp_path: Path) -> None:
     assert set(methods) == {"batched", "rollout", "sampler", "sampler_torch_all"}
     assert all(row["env_steps"] == 12 and row["seconds"] > 0 for row in methods.values())
     assert 0 <= methods["sampler"]["serial_cpu_s"] <= methods["sampler"]["cpu_s"]
+    assert methods["batched"]["python_only_cpu_us_per_step"] > 0
     assert methods["sampler"]["forward_bmm_cpu_ms"] > 0 < methods["sampler"]["forward_vmap_cpu_ms"]
     assert {a["method"] for a in result["amdahl"]} == {"batched", "sampler", "sampler_torch_all"}
     assert result["machine"]["cores"] >= 1
