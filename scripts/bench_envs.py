@@ -443,6 +443,11 @@ def amdahl(rows: list[dict[str, Any]], cores: tuple[int, ...] = AMDAHL_CORES) ->
         row = {"env": r1["env"], "method": r1["method"], "serial_fraction_cpu": f_cpu,
                "rate_1core_cpu": rate1,
                "predicted": {n: rate1 / (f_cpu + (1 - f_cpu) / n) for n in cores}}
+        if "python_only_cpu_us_per_step" in r1:  # the lower bound: warm caches, no C step
+            steps = r1["env_steps"] / r1["envs"]
+            f_warm = min(r1["python_only_cpu_us_per_step"] * 1e-6 * steps / r1["cpu_s"], 1.0)
+            row["serial_fraction_warm"] = f_warm
+            row["predicted_warm"] = {n: rate1 / (f_warm + (1 - f_warm) / n) for n in cores}
         if r2 is not None:
             f_fit = 2 * r2["seconds"] / r1["seconds"] - 1
             row["serial_fraction_fit_1_2"] = f_fit
@@ -481,6 +486,10 @@ def format_amdahl(table: list[dict[str, Any]]) -> str:
         fit = f"{a['serial_fraction_fit_1_2']:.3f}" if "serial_fraction_fit_1_2" in a else "-"
         lines.append(f"{a['env']:<16}{a['method']:<19}{a['serial_fraction_cpu']:>8.3f}{fit:>8}"
                      + "".join(f"{a['predicted'][n]:>11,.0f}" for n in cores))
+        if "predicted_warm" in a:
+            lines.append(f"{a['env']:<16}{a['method'] + ' (warm f)':<19}"
+                         f"{a['serial_fraction_warm']:>8.3f}{'-':>8}"
+                         + "".join(f"{a['predicted_warm'][n]:>11,.0f}" for n in cores))
     return "\n".join(lines)
 
 
