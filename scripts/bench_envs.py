@@ -222,7 +222,23 @@ def sweep_batched(name: str, args: Args) -> dict[str, Any]:
     actions = _actions(env.single_action_space, args.steps, args.num_envs, args.seed)
     timer = _instrument(env)
     result = _timed(lambda: [env.step(a) for a in actions], timer)
-    return {"envs": args.num_envs, "env_steps": args.steps * args.num_envs, **result}
+    return {"envs": args.num_envs, "env_steps": args.steps * args.num_envs, **result,
+            "python_only_cpu_us_per_step": python_only_step_us(env, timer, actions)}
+
+
+def python_only_step_us(env: Any, timer: _StepTimer, actions: np.ndarray,
+                        calls: int = 50) -> float:
+    """CPU microseconds of one engine step with MuJoCo's C step skipped: the engine's own
+    Python and NumPy work with warm caches, a lower bound of its serial part (the sweep's
+    ``serial_cpu_s`` is measured between real C steps, cold caches and other load included)."""
+    step, stable = timer.step, np.zeros(env.num_envs, dtype=bool)
+    # mujoco.batch's step returns nothing; a whole back-end's returns the unstable mask
+    timer.step = lambda *a, **k: None if hasattr(env._physics, "batch") else stable  # type: ignore[method-assign]
+    cpu = time.thread_time()
+    for i in range(calls):
+        env.step(actions[i % len(actions)])
+    timer.step = step  # type: ignore[method-assign]
+    return (time.thread_time() - cpu) / calls * 1e6
 
 
 def sweep_sampler(name: str, args: Args, torch_all: bool) -> dict[str, Any]:
@@ -250,7 +266,29 @@ def sweep_sampler(name: str, args: Args, torch_all: bool) -> dict[str, Any]:
     timer = _instrument(env)
     result = _timed(lambda: sampler.sample(policy, params, tasks, seed=args.seed), timer)
     return {"envs": args.num_envs, "env_steps": args.steps * args.num_envs,
-            "torch_threads": threads if torch_all else 1, **result}
+            "torch_threads": threads if torch_all else 1, **result,
+            **forward_cpu_ms(policy, params, sampler.num_tasks, args.episodes_per_task)}
+
+
+def forward_cpu_ms(policy: Any, params: Any, tasks: int, episodes: int,
+                   calls: int = 50) -> dict[str, float]:
+    """CPU ms of one per-step policy forward of the sampler's size on one torch thread: the
+    sampler's ``dist_params_per_task`` (baddbmm per layer) and its vmap reference."""
+    import torch
+
+    from metarl.rl.sampler import forward_per_task, torch_threads
+
+    obs = torch.randn(tasks, episodes, policy.obs_dim)
+    out = {}
+    with torch.no_grad(), torch_threads(1):
+        for key, fn in (("forward_bmm_cpu_ms", policy.dist_params_per_task),
+                        ("forward_vmap_cpu_ms", lambda p, o: forward_per_task(policy, p, o))):
+            fn(params, obs)
+            cpu = time.process_time()
+            for _ in range(calls):
+                fn(params, obs)
+            out[key] = (time.process_time() - cpu) / calls * 1e3
+    return out
 
 
 def _child(method: str, name: str, args: Args, queue: Any) -> None:
@@ -405,6 +443,11 @@ def amdahl(rows: list[dict[str, Any]], cores: tuple[int, ...] = AMDAHL_CORES) ->
         row = {"env": r1["env"], "method": r1["method"], "serial_fraction_cpu": f_cpu,
                "rate_1core_cpu": rate1,
                "predicted": {n: rate1 / (f_cpu + (1 - f_cpu) / n) for n in cores}}
+        if "python_only_cpu_us_per_step" in r1:  # the lower bound: warm caches, no C step
+            steps = r1["env_steps"] / r1["envs"]
+            f_warm = min(r1["python_only_cpu_us_per_step"] * 1e-6 * steps / r1["cpu_s"], 1.0)
+            row["serial_fraction_warm"] = f_warm
+            row["predicted_warm"] = {n: rate1 / (f_warm + (1 - f_warm) / n) for n in cores}
         if r2 is not None:
             f_fit = 2 * r2["seconds"] / r1["seconds"] - 1
             row["serial_fraction_fit_1_2"] = f_fit
@@ -443,6 +486,10 @@ def format_amdahl(table: list[dict[str, Any]]) -> str:
         fit = f"{a['serial_fraction_fit_1_2']:.3f}" if "serial_fraction_fit_1_2" in a else "-"
         lines.append(f"{a['env']:<16}{a['method']:<19}{a['serial_fraction_cpu']:>8.3f}{fit:>8}"
                      + "".join(f"{a['predicted'][n]:>11,.0f}" for n in cores))
+        if "predicted_warm" in a:
+            lines.append(f"{a['env']:<16}{a['method'] + ' (warm f)':<19}"
+                         f"{a['serial_fraction_warm']:>8.3f}{'-':>8}"
+                         + "".join(f"{a['predicted_warm'][n]:>11,.0f}" for n in cores))
     return "\n".join(lines)
 
 
@@ -490,7 +537,8 @@ def plot_sweep(rows: list[dict[str, Any]], table: list[dict[str, Any]], info: di
         got = [r for r in rows if r["method"] == method and "env_steps_per_s" in r]
         ax.plot([r["threads"] for r in got], [r["env_steps_per_s"] for r in got], "o",
                 color=color, label=f"{method} (measured, wall)")
-        for a in (a for a in table if a["method"] == method):
+        for a in (a for a in table if a["method"] == method != "sampler_torch_all"):
+            # (torch_all's 1-thread row is the sampler's: its contention starts at 2 threads)
             cores = [1, *a["predicted"]]
             ax.plot(cores, [a["rate_1core_cpu"], *a["predicted"].values()], "-", color=color,
                     alpha=0.6, label=f"{method} (Amdahl, f={a['serial_fraction_cpu']:.3f})")

@@ -31,3 +31,11 @@ def test_ray_is_an_optional_extra_and_make_test_installs_it() -> None:
     assert any(d.startswith("hypothesis>=") for d in extras["dev"])
     makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
     assert '.[dev,ray]' in makefile and "--dist loadgroup" in makefile
+
+
+def test_mujoco_warp_is_an_optional_extra() -> None:
+    """physics="warp" needs MuJoCo Warp; nothing else does (its tests skip without it)."""
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert not any(d.startswith(("mujoco-warp", "warp-lang"))
+                   for d in PYPROJECT["project"]["dependencies"])
+    assert {d.split(">=")[0] for d in extras["warp"]} == {"mujoco-warp", "warp-lang"}

@@ -19,7 +19,8 @@ Threads: the physics steps on the env's C threads while the policy acts between 
 rollout runs torch's CPU work on ``torch_threads`` intra-op threads (default 1). The per-step
 policy forward is a few small matmuls; on torch's default of one thread per core, its OpenMP
 threads wait (spinning, then at a barrier) on cores the physics threads want, which on a busy
-2-core machine made the forward 30x slower and the sampler 4x slower (docs/speed.md).
+2-core machine made the sampler's serial work 9x larger and the sampler 2.2x slower than on one
+torch thread (docs/speed.md).
 """
 
 from __future__ import annotations

@@ -28,7 +28,10 @@ def test_amdahl_from_serial_cpu_and_from_the_two_point_fit(
              "cpu_s": 1.0, "serial_cpu_s": 0.1, "env_steps_per_s": 1000 / 0.55},
             {"env": "E", "method": "rollout", "threads": 1, "env_steps": 1000, "seconds": 0.5,
              "cpu_s": 0.5, "env_steps_per_s": 2000.0}]
+    rows[0]["envs"], rows[0]["python_only_cpu_us_per_step"] = 10, 500.0  # 100 steps: 0.05 s
     [a] = b.amdahl(rows, cores=(2, 16))
+    assert a["serial_fraction_warm"] == pytest.approx(0.05)
+    assert a["predicted_warm"][16] == pytest.approx(1000 / (0.05 + 0.95 / 16))
     assert a["serial_fraction_cpu"] == pytest.approx(0.1)
     assert a["serial_fraction_fit_1_2"] == pytest.approx(0.1)
     assert a["predicted"][2] == pytest.approx(1000 / (0.1 + 0.9 / 2))
@@ -65,5 +68,7 @@ def test_tiny_sweep_end_to_end(tmp_path: Path) -> None:
     assert set(methods) == {"batched", "rollout", "sampler", "sampler_torch_all"}
     assert all(row["env_steps"] == 12 and row["seconds"] > 0 for row in methods.values())
     assert 0 <= methods["sampler"]["serial_cpu_s"] <= methods["sampler"]["cpu_s"]
+    assert methods["batched"]["python_only_cpu_us_per_step"] > 0
+    assert methods["sampler"]["forward_bmm_cpu_ms"] > 0 < methods["sampler"]["forward_vmap_cpu_ms"]
     assert {a["method"] for a in result["amdahl"]} == {"batched", "sampler", "sampler_torch_all"}
     assert result["machine"]["cores"] >= 1
