@@ -23,6 +23,7 @@ from metarl.core import (
     resolve_device,
     with_fd_delta,
 )
+from metarl.core.bootstrap import LR_META, MATCHES, BootstrapOptions, check_bootstrap_options
 from metarl.options import Device, OptFloat, OptInt, choices
 from metarl.rl.presets import ENV_NAMES, PRESET_NAMES, Preset, get_preset, override
 from metarl.rl.ray_sampler import SAMPLERS, check_sampler_options
@@ -121,6 +122,20 @@ class TrainConfig:
     fd_delta: float = 1e-3
     """Finite-difference step of fdmaml / fdmaml-sym, a length in parameter space, > 0
     (Chayti & Jaggi, 2024). The outer step stays TRPO."""
+    inner_lr_meta: Annotated[str, tyro.conf.arg(metavar=choices(LR_META))] = "gradient"
+    """How learned inner lrs (--algo metasgd, lslr) learn: gradient (moved by TRPO with the
+    policy) or bmg (bootstrapped meta-gradients toward a target policy, Flennerhag et al.,
+    2022, by Adam with --bmg-lr; TRPO then moves the policy only)."""
+    bmg_l: int = 1
+    """BMG target: inner steps ahead of the adapted policy (L >= 1; the last is a plain
+    gradient step on the post-update surrogate)."""
+    bmg_step: float = 0.1
+    """BMG target: size of its final gradient step on the post-update surrogate, > 0."""
+    bmg_match: Annotated[str, tyro.conf.arg(metavar=choices(MATCHES))] = "kl"
+    """BMG matching function: kl (KL(target policy || adapted policy) on the post-update
+    observations) or squared (half the squared parameter distance)."""
+    bmg_lr: float = 1e-3
+    """Adam lr of the inner lrs under --inner-lr-meta bmg, > 0."""
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -132,8 +147,16 @@ class TrainConfig:
         if hp.inner_steps == 0 and self.algorithm.lr_kind != "fixed":
             raise ValueError(f"inner_steps must be >= 1 for algo {self.algo!r} (it learns "
                              f"inner lrs), got 0")
+        _check_bootstrap(self)
         if self.resume is not None:
             check_run_dir("resume", self.resume)
+
+    @property
+    def bootstrap(self) -> BootstrapOptions | None:
+        """The BMG target of the learned inner lrs, or ``None`` when TRPO moves them."""
+        if self.inner_lr_meta != "bmg":
+            return None
+        return BootstrapOptions(lookahead=self.bmg_l, step=self.bmg_step, match=self.bmg_match)
 
     @property
     def hp(self) -> Preset:
@@ -160,6 +183,18 @@ def _check_choices(cfg: TrainConfig) -> None:
             raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
     resolve_device(cfg.device)
     with_fd_delta(get_algorithm(cfg.algo), cfg.fd_delta)
+
+
+def _check_bootstrap(cfg: TrainConfig) -> None:
+    if cfg.inner_lr_meta not in LR_META:
+        raise ValueError(f"inner_lr_meta must be one of {LR_META}, got {cfg.inner_lr_meta!r}")
+    check_bootstrap_options(cfg.bmg_l, cfg.bmg_step, cfg.bmg_match,
+                            ("bmg_l", "bmg_step", "bmg_match"))
+    if not (math.isfinite(cfg.bmg_lr) and cfg.bmg_lr > 0):
+        raise ValueError(f"bmg_lr must be a finite number > 0, got {cfg.bmg_lr}")
+    if cfg.inner_lr_meta == "bmg" and cfg.algorithm.lr_kind == "fixed":
+        raise ValueError(f"inner_lr_meta 'bmg' needs learned inner lrs (algo metasgd or "
+                         f"lslr), got algo {cfg.algo!r}")
 
 
 def _check_counts(hp: Preset) -> None:

@@ -29,7 +29,8 @@ def build_learner(cfg: TrainConfig, env: BatchedTaskEnv) -> TrpoMetaLearner:
         policy, algorithm=cfg.algorithm, inner_lr=hp.inner_lr, eval_inner_lr=hp.eval_inner_lr,
         inner_steps=hp.inner_steps, adapt_log_std=cfg.adapt_log_std, gamma=hp.gamma,
         gae_lambda=hp.gae_lambda, trpo=hp.trpo, fvp_subsample=hp.fvp_subsample,
-        meta_update_path=cfg.meta_update_path, device=resolve_device(cfg.device))
+        meta_update_path=cfg.meta_update_path, device=resolve_device(cfg.device),
+        bootstrap=cfg.bootstrap, bmg_lr=cfg.bmg_lr)
 
 
 def make_sampler(env: BatchedTaskEnv, episodes_per_task: int,

@@ -7,7 +7,10 @@ objective, optimised by TRPO (Schulman et al., 2015) with Fisher-vector products
 the inner steps as the algorithm's estimator builds them (exactly for second order, around
 them for first order). ANIL-TRPO (Raghu et al., 2020) adapts only the head (and optionally the
 log-std); learned inner lrs (Meta-SGD, MAML++ LSLR) are meta-parameters TRPO updates with
-the policy. With zero inner steps the learner is plain multi-task TRPO and evaluation is NIL.
+the policy, or learn by bootstrapped meta-gradients instead (``bootstrap``: Flennerhag et
+al., 2022; :mod:`metarl.core.bootstrap`), by Adam on a matching loss toward a target policy
+while TRPO moves the policy with the rates held constant. With zero inner steps the learner
+is plain multi-task TRPO and evaluation is NIL.
 
 The meta-update maps tasks by ``torch.func.vmap`` (batched) or a Python loop; both give the
 same step (tests check it), and ``meta_update_path="auto"`` times both on the first
@@ -37,6 +40,7 @@ from metarl.core import (
     get_params,
     map_tasks,
 )
+from metarl.core.bootstrap import BootstrapOptions, FrozenLR, bootstrapped_lr_loss
 from metarl.rl.collect import Collector, Data, MetaBatch
 from metarl.rl.policy import GaussianMLPPolicy, entropy, kl_divergence, log_prob
 from metarl.rl.sampler import Sampler
@@ -86,6 +90,9 @@ class TrpoMetaLearner:
         meta_update_path: ``auto`` (time both, keep the faster), ``batched`` or ``loop``.
         device: Device of the policy and the meta-update (the envs stay on the CPU).
         timer: The clock ``auto`` times the paths with (tests inject a fake one).
+        bootstrap: Learn the inner lrs by bootstrapped meta-gradients toward this target
+            (needs learned rates); ``None``: TRPO moves them with the policy.
+        bmg_lr: Adam lr of the rates under ``bootstrap``.
     """
 
     def __init__(self, policy: GaussianMLPPolicy, *, algorithm: MetaAlgorithm = MAML,
@@ -94,7 +101,8 @@ class TrpoMetaLearner:
                  gae_lambda: float = 1.0, trpo: TrpoConfig = DEFAULT_TRPO,
                  fvp_subsample: float = 1.0, meta_update_path: str = "auto",
                  device: torch.device | str = "cpu",
-                 timer: Callable[[], float] = time.perf_counter) -> None:
+                 timer: Callable[[], float] = time.perf_counter,
+                 bootstrap: BootstrapOptions | None = None, bmg_lr: float = 1e-3) -> None:
         _check_args(inner_steps, fvp_subsample, gamma, gae_lambda, inner_lr, eval_inner_lr)
         if algorithm.outer != "default":
             raise ValueError(f"outer must be 'default' for meta-RL (its outer step is TRPO), "
@@ -114,6 +122,20 @@ class TrpoMetaLearner:
         self.collector = Collector(self.policy, self.keys, gamma=gamma, gae_lambda=gae_lambda,
                                    device=self.device)
         self.iterations = 0
+        self.bootstrap = bootstrap
+        # Under BMG the TRPO objective sees the rates as constants; they learn from the target.
+        self.objective_rule: InnerLR = self.rule
+        self.rate_optimizer: torch.optim.Optimizer | None = None
+        if bootstrap is not None:
+            if not self.rule.learned:
+                raise ValueError(f"bootstrap (inner_lr_meta 'bmg') needs learned inner lrs "
+                                 f"(lr_kind per_tensor or per_step), got "
+                                 f"{self.rule.kind!r}")
+            check_finite("bmg_lr", bmg_lr)
+            if bmg_lr <= 0:
+                raise ValueError(f"bmg_lr must be a finite number > 0, got {bmg_lr}")
+            self.objective_rule = FrozenLR(self.rule)
+            self.rate_optimizer = torch.optim.Adam(self.rule.parameters(), lr=bmg_lr)
 
     def _adapted_keys(self, adapt_log_std: bool) -> tuple[str, ...]:
         params = get_params(self.policy)
@@ -123,8 +145,10 @@ class TrpoMetaLearner:
         return tuple(k for k in params if k in keys)
 
     def meta_parameters(self) -> list[torch.Tensor]:
-        """What TRPO updates: the policy's parameters and any learned inner lrs."""
-        leaves: list[torch.Tensor] = [*self.policy.parameters(), *self.rule.parameters()]
+        """What TRPO updates: the policy's parameters and any learned inner lrs (not under
+        BMG, which moves the rates itself)."""
+        rates = [] if self.bootstrap is not None else list(self.rule.parameters())
+        leaves: list[torch.Tensor] = [*self.policy.parameters(), *rates]
         return leaves
 
     # ----------------------------------------------------------------------------------------
@@ -150,7 +174,7 @@ class TrpoMetaLearner:
         """One task's surrogate and mean KL at the parameters adapted from ``params``, with
         the graph (and the surrogate's gradient) the algorithm's estimator gives."""
         problem = TaskProblem(self.collector.inner_loss, train, self.surrogate, valid,
-                              self.rule, self.keys)
+                              self.objective_rule, self.keys)
         estimator = self.algorithm.estimator
         trajectory = estimator.trajectory(params, problem)
         loss = estimator.outer_loss(params, trajectory, len(train), problem)
@@ -240,17 +264,64 @@ class TrpoMetaLearner:
         logs.update(path_logs)
         return logs
 
+    def policy_distribution(self, params: Params,
+                            valid: Data) -> torch.distributions.Distribution:
+        """The policy ``params`` gives on one task's post-update observations (BMG's ``kl``)."""
+        mean, log_std = self.policy.dist_params(params, valid["obs"])
+        return torch.distributions.Normal(mean, torch.exp(log_std).expand_as(mean),
+                                          validate_args=False)
+
+    def bootstrap_gradients(self, batch: MetaBatch,
+                            vectorize: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """BMG's matching loss over the meta-batch and its gradient w.r.t. the rates.
+
+        Per task the adapted policy is the inner steps from the (constant) meta-parameters
+        on the first inner step's episodes; the target takes ``L - 1`` more inner steps on
+        them and one plain gradient step on the post-update surrogate (no gradient through
+        it); the rates move the adapted policy toward it (``kl``: KL(target || adapted) on
+        the post-update observations, unmasked).
+        """
+        assert self.bootstrap is not None
+        match = bootstrapped_lr_loss(
+            get_params(self.policy), self.collector.inner_loss, batch.train[0], batch.valid,
+            steps=self.inner_steps, rule=self.rule, keys=self.keys, options=self.bootstrap,
+            query_loss=self.surrogate, distribution=self.policy_distribution,
+            vectorize=vectorize)
+        grads = torch.autograd.grad(match, list(self.rule.parameters()))
+        return match.detach(), list(grads)
+
+    def _apply_rate_gradients(self, grads: list[torch.Tensor]) -> bool:
+        """One Adam step of the rates on BMG's gradients; skipped (False) when non-finite."""
+        assert self.rate_optimizer is not None
+        if not all(bool(torch.isfinite(g).all()) for g in grads):
+            return False
+        for p, g in zip(self.rule.parameters(), grads, strict=True):
+            p.grad = g
+        self.rate_optimizer.step()
+        self.rate_optimizer.zero_grad(set_to_none=True)
+        return True
+
     def step(self, sampler: Sampler, tasks: Sequence[Any]) -> dict[str, float]:
         """One meta-iteration: sample, adapt, sample, TRPO step. Returns namespaced logs.
 
         Episodes holding a non-finite observation or reward (``data/nonfinite_steps``) skip
-        the TRPO step at once, as a non-finite loss or gradient does inside it.
+        the TRPO step at once, as a non-finite loss or gradient does inside it. Under BMG the
+        rates' gradient is taken at the same point as TRPO's, and applied after it.
         """
         batch = self.collect(sampler, tasks)
+        bmg: dict[str, float] = {}
         if batch.logs["data/nonfinite_steps"] > 0:
             update = {**skipped_logs(math.nan), "time/meta_update_s": 0.0}
         else:
+            rate_grads = None
+            if self.bootstrap is not None:
+                match, rate_grads = self.bootstrap_gradients(
+                    batch, self._sampling_vectorize(batch.num_tasks, batch.samples_per_task))
+                bmg["inner/bmg_match"] = float(match)
             update = self.meta_update(batch)
+            if rate_grads is not None:
+                bmg["inner/bmg_skipped"] = float(not self._apply_rate_gradients(rate_grads))
+        update.update(bmg)
         logs = {**batch.logs, **update}
         logs["policy/entropy"] = float(entropy(self.policy.log_std.detach()))
         if self.rule.learned:
@@ -295,9 +366,12 @@ class TrpoMetaLearner:
 
     def state_dict(self) -> dict[str, Any]:
         """The policy, the inner-lr rule, the path choices and the iteration counter."""
-        return {"policy": self.policy.state_dict(),
-                "rule": self.rule.state_dict(), "paths": self.paths.state_dict(),
-                "iterations": self.iterations}
+        state = {"policy": self.policy.state_dict(),
+                 "rule": self.rule.state_dict(), "paths": self.paths.state_dict(),
+                 "iterations": self.iterations}
+        if self.rate_optimizer is not None:
+            state["rate_optimizer"] = self.rate_optimizer.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; a checkpoint from before the meta-algorithm seam (format
@@ -310,4 +384,6 @@ class TrpoMetaLearner:
                              "learned inner lrs; it cannot resume a learned-lr algorithm")
         if "paths" in state:
             self.paths.load_state_dict(state["paths"])
+        if self.rate_optimizer is not None and "rate_optimizer" in state:
+            self.rate_optimizer.load_state_dict(state["rate_optimizer"])
         self.iterations = int(state["iterations"])
