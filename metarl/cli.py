@@ -30,8 +30,9 @@ COMMANDS: dict[str, Command] = {
                         "evaluate a run's adaptation on held-out tasks: RUN_DIR [--tasks FILE] "
                         "[--inner-steps K] [--seeds S] (supervised runs too)"),
     "supervised": Command("metarl.supervised.train", "SupervisedConfig",
-                          "few-shot regression (sinusoid, mixed linear regression) with any "
-                          "meta-algorithm (maml, fomaml, anil, metasgd, lslr, ...)"),
+                          "few-shot regression (sinusoid, mixed linear regression) and "
+                          "classification (omniglot, miniimagenet) with any meta-algorithm "
+                          "(maml, fomaml, anil, metasgd, lslr, mamlpp, ...)"),
     "supervised-evaluate": Command("metarl.supervised.evaluate_cmd", "SupervisedEvalConfig",
                                    "evaluate a supervised run on fresh held-out tasks"),
 }

@@ -269,7 +269,7 @@ def _check_choices(cfg: SupervisedConfig) -> None:
     if cfg.bn_eval not in BN_EVAL:
         raise ValueError(f"bn_eval must be one of {BN_EVAL}, got {cfg.bn_eval!r}")
     bad = [f for f in cfg.mamlpp_off if f not in MAMLPP_FLAGS]
-    if bad:
+    if bad or not isinstance(cfg.mamlpp_off, tuple):
         raise ValueError(f"mamlpp_off must hold values among {MAMLPP_FLAGS}, got {bad}")
     if cfg.mamlpp_off and cfg.algo != "mamlpp":
         raise ValueError(f"mamlpp_off needs --algo mamlpp, got algo {cfg.algo!r}")
@@ -319,6 +319,10 @@ def _check_head_and_device(cfg: SupervisedConfig) -> None:
 
 def _check_classification(cfg: SupervisedConfig) -> None:
     """Ways, shots and queries against the dataset's sizes, and its files, before any work."""
+    if cfg.queries is not None and cfg.queries < 1:
+        raise ValueError(f"queries must be None or an int >= 1, got {cfg.queries}")
+    if cfg.ways < 1:
+        raise ValueError(f"ways must be an int >= 1, got {cfg.ways}")
     if not cfg.is_classification:
         used = [n for n in ("bnrs", "bnwb") if getattr(cfg, n)]
         if used or cfg.bn_eval != "auto":
@@ -326,10 +330,6 @@ def _check_classification(cfg: SupervisedConfig) -> None:
                              f"{CLASSIFICATION_TASKS}, got task {cfg.task!r}")
         return
     spec = cfg.dataset
-    if cfg.queries is not None and cfg.queries < 1:
-        raise ValueError(f"queries must be None or an int >= 1, got {cfg.queries}")
-    if cfg.ways < 1:
-        raise ValueError(f"ways must be an int >= 1, got {cfg.ways}")
     for part in ("train", "test"):
         classes = spec.classes(part, cfg.test_rotations)
         if cfg.ways > classes:
@@ -346,6 +346,8 @@ def load_config(run_dir: str | Path, **call: Any) -> SupervisedConfig:
     ``progress``, ...) in place of the saved ones; the saved device is never validated."""
     names = {f.name for f in dataclasses.fields(SupervisedConfig)}
     kwargs = saved_options(run_dir, "supervised", names)
+    if isinstance(kwargs.get("mamlpp_off"), list):  # JSON has no tuples
+        kwargs["mamlpp_off"] = tuple(kwargs["mamlpp_off"])
     return SupervisedConfig(**{**kwargs, "device": "cpu", "resume": None, **call})
 
 
