@@ -194,6 +194,32 @@ def table(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(data: dict[str, Any], path: Path) -> None:
+    """A bar per finished row: test accuracy with its 95% CI, chance marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [(row, e) for row, e in data["rows"].items() if e.get("status") == "done"]
+    done.sort(key=lambda item: ROWS.index(item[0]))
+    labels = [f"{row} ({e['iterations']} x {e['meta_batch']}, BN {e['bn_eval']})"
+              for row, e in done]
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(done) + 1.5))
+    ax.barh(range(len(done)), [100 * e["accuracy"] for _, e in done],
+            xerr=[100 * e["ci95"] for _, e in done], color="tab:blue", capsize=3)
+    ways = {row: SETTINGS.get(row.split("/")[0], (5, 1))[0] for row, _ in done}
+    for i, (row, _) in enumerate(done):
+        ax.plot([100 / ways[row]] * 2, [i - 0.4, i + 0.4], color="tab:red")
+    ax.set_yticks(range(len(done)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("test accuracy % (600 episodes; bars: 95% CI; red: chance)")
+    ax.set_title("Omniglot, short CPU runs (docs/fewshot.md)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
@@ -231,6 +257,8 @@ def main() -> None:
     with locked(args.json) as data:
         text = table(data)
     args.md.write_text(text)
+    if data["rows"]:
+        plot(data, args.md.with_suffix(".png"))
     print(text)
 
 
