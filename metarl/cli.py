@@ -34,8 +34,9 @@ COMMANDS: dict[str, Command] = {
                         "fine-tuning on held-out tasks (--baseline finetune) or the task in "
                         "the observation (--baseline oracle), evaluated as the meta-learners"),
     "supervised": Command("metarl.supervised.train", "SupervisedConfig",
-                          "few-shot regression (sinusoid, mixed linear regression) with any "
-                          "meta-algorithm (maml, fomaml, anil, metasgd, lslr, ...)"),
+                          "few-shot regression (sinusoid, mixed linear regression) and "
+                          "classification (omniglot, miniimagenet) with any meta-algorithm "
+                          "(maml, fomaml, anil, metasgd, lslr, mamlpp, ...)"),
     "supervised-evaluate": Command("metarl.supervised.evaluate_cmd", "SupervisedEvalConfig",
                                    "evaluate a supervised run on fresh held-out tasks"),
 }

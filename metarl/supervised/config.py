@@ -304,10 +304,10 @@ def _check_choices(cfg: SupervisedConfig) -> None:
         raise ValueError(f"algo must be one of {SUPERVISED_ALGOS}, got {cfg.algo!r}")
     if cfg.bn_eval not in BN_EVAL:
         raise ValueError(f"bn_eval must be one of {BN_EVAL}, got {cfg.bn_eval!r}")
-    bad = ([cfg.mamlpp_off] if isinstance(cfg.mamlpp_off, str)
-           else [f for f in cfg.mamlpp_off if f not in MAMLPP_FLAGS])
-    if bad:
-        raise ValueError(f"mamlpp_off must hold values among {MAMLPP_FLAGS}, got {bad}")
+    bad = [f for f in cfg.mamlpp_off if f not in MAMLPP_FLAGS]
+    if bad or not isinstance(cfg.mamlpp_off, tuple):
+        raise ValueError(f"mamlpp_off must hold values among {MAMLPP_FLAGS}, got "
+                         f"{bad or repr(cfg.mamlpp_off)}")
     if cfg.mamlpp_off and cfg.algo != "mamlpp":
         raise ValueError(f"mamlpp_off needs --algo mamlpp, got algo {cfg.algo!r}")
     if cfg.lr_kind is not None and cfg.lr_kind not in LR_KINDS:
@@ -396,6 +396,8 @@ def load_config(run_dir: str | Path, **call: Any) -> SupervisedConfig:
     ``progress``, ...) in place of the saved ones; the saved device is never validated."""
     names = {f.name for f in dataclasses.fields(SupervisedConfig)}
     kwargs = saved_options(run_dir, "supervised", names)
+    if isinstance(kwargs.get("mamlpp_off"), list):  # JSON has no tuples
+        kwargs["mamlpp_off"] = tuple(kwargs["mamlpp_off"])
     return SupervisedConfig(**{**kwargs, "device": "cpu", "resume": None, **call})
 
 
