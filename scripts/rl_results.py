@@ -107,6 +107,9 @@ class ResultsConfig:
     """Override the preset's evaluation seeds."""
     eval_inner_steps: OptInt = None
     """Override the preset's evaluation inner steps (paper: 3)."""
+    baseline_steps: OptInt = None
+    """PPO baselines' pre-training env steps (default: the meta-learners' training env steps;
+    a finished baseline run is read whatever its budget: the env-steps column shows it)."""
 
     def __post_init__(self) -> None:
         for name, values, allowed in (("envs", self.envs, ENVS), ("algos", self.algos, ALGOS)):
@@ -219,7 +222,8 @@ def train_cell(cfg: ResultsConfig, cell: Cell, run_dir: Path | None) -> Path:
         from metarl.rl.baselines_sb3 import main as run_baseline
 
         return run_baseline(baseline_config(cfg.train_config(cell.env, cell.algo, cell.seed),
-                                            cell.algo.removeprefix("ppo-")))
+                                            cell.algo.removeprefix("ppo-"),
+                                            pretrain_steps=cfg.baseline_steps))
     from metarl.rl.train import main as train
 
     target = cfg.train_config(cell.env, cell.algo, cell.seed).hp.iterations
@@ -274,9 +278,12 @@ def collect_cell(cfg: ResultsConfig, cell: Cell, previous: dict[str, Any], budge
         status, reached = cell_state(run_dir, target)
     if status == "done" and run_dir is not None:
         return summarise(cell, run_dir, where)
+    steps = cfg.train_config(cell.env, cell.algo, cell.seed).hp.eval_inner_steps
+    curve = (learning_curve(run_dir, steps) if run_dir is not None and reached > 0
+             and cell.algo in META_ALGOS else {"iteration": []})
     return {"key": cell.key, "env": cell.env, "algo": cell.algo, "seed": cell.seed,
-            "status": "not run", "iteration": reached, "target": target,
-            "run_dir": None if run_dir is None else str(run_dir)}
+            "status": "not run", "iteration": reached, "target": target, "curve": curve,
+            "run_dir": None if run_dir is None else str(run_dir), "machine": where}
 
 
 # --------------------------------------------------------------------------------------------
@@ -367,9 +374,17 @@ def plot_curves(cfg: ResultsConfig, rows: Sequence[dict[str, Any]]) -> list[Path
     written = []
     for env in cfg.envs:
         done = [r for r in rows if r["env"] == env and r["status"] == "done"]
-        if not done:
+        partial = [r for r in rows if r["env"] == env and r["status"] != "done" and
+                   r.get("curve", {}).get("iteration")]
+        if not done and not partial:
             continue
         fig, ax = plt.subplots(figsize=(6, 4))
+        for r in partial:  # unfinished runs: their periodic evaluations so far
+            for k, style in ((0, ":"), (1, "--")):
+                if f"step{k}" in r["curve"]:
+                    ax.plot(r["curve"]["iteration"], r["curve"][f"step{k}"], style, marker="x",
+                            label=f"{r['algo']} seed {r['seed']}, {k} step{'s' * (k != 1)} "
+                                  f"(unfinished: {r['iteration']}/{r['target']} it.)")
         for algo in cfg.algos:
             runs = [r for r in done if r["algo"] == algo]
             if algo in BASELINES and runs:  # no iterations: its final return, as a level
