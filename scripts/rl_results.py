@@ -301,7 +301,7 @@ def pooled(cells: Sequence[dict[str, Any]]) -> tuple[list[float], list[float]]:
 
 
 def _published(env: str, algo: str) -> tuple[float | None, float | None]:
-    finn = FINN.get(env) if algo in ("maml", "fomaml") else None
+    finn = FINN.get(env) if algo == "maml" else None
     return finn, RAGHU.get((env, algo))
 
 
@@ -394,7 +394,7 @@ def plot_curves(cfg: ResultsConfig, rows: Sequence[dict[str, Any]]) -> list[Path
                            color=f"C{ALGOS.index(algo)}")
             elif runs:
                 _plot_algo(ax, algo, runs)
-        if env in FINN:
+        if cfg.train_config(env, "maml", 0).hp.horizon == PUBLISHED_HORIZON[env]:
             ax.axhline(FINN[env], color="k", ls=":", lw=1, label="Finn et al. 2017, 1 step")
         ax.set(xlabel="meta-iteration", ylabel="held-out average return",
                title=f"{env} ({cfg.preset} preset): held-out return vs iteration")
