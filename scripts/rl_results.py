@@ -313,11 +313,13 @@ def _reaches(mean: float, ci: float, figure: float | None, comparable: bool) -> 
     return f"{figure:g} ({'yes' if mean + ci >= figure else 'no'})"
 
 
-def table_row(env: str, algo: str, cells: Sequence[dict[str, Any]], steps: int) -> str:
-    """One Markdown line: pooled returns after 0..K steps or "not run", and the figures."""
+def table_row(env: str, algo: str, cells: Sequence[dict[str, Any]], steps: int,
+              total: int) -> str:
+    """One Markdown line: pooled returns after 0..K steps or "not run", and the figures
+    (``total``: the seeds selected, some of whose cells may not be reached yet)."""
     done = [c for c in cells if c["status"] == "done"]
     finn, raghu = _published(env, algo)
-    seeds = f"{len(done)}/{len(cells)}"
+    seeds = f"{len(done)}/{total}"
     if not done:
         partial = [f"seed {c['seed']}: {c['iteration']}/{c['target']}" for c in cells
                    if c.get("iteration")]
@@ -351,7 +353,7 @@ def markdown(cfg: ResultsConfig, rows: Sequence[dict[str, Any]], where: str) -> 
             "Raghu et al. 2020 (reached?) | env steps per run | wall-clock per run |",
             "|" + "---|" * (steps + 9)]
     body = [table_row(env, algo, [r for r in rows if r["env"] == env and r["algo"] == algo],
-                      steps) for env in cfg.envs for algo in cfg.algos]
+                      steps, len(cfg.seeds)) for env in cfg.envs for algo in cfg.algos]
     machines = sorted({r["machine"] for r in rows if r["status"] == "done"})
     shrunk = f" with overrides {cfg.overrides}" if cfg.overrides else ""
     return "\n".join([*head, *body]) + (
