@@ -332,7 +332,7 @@ def table_row(env: str, algo: str, cells: Sequence[dict[str, Any]], steps: int,
     k1 = 1 if len(mean) > 1 else 0
     wall = np.mean([c["wall_s"] for c in done]) / 60
     env_steps = np.mean([c["env_steps"] for c in done])
-    iters = done[0]["iteration"]
+    iters = done[0]["iteration"] if algo in META_ALGOS else "- (PPO)"
     same = done[0]["hp"].get("horizon") == PUBLISHED_HORIZON[env]
     return (f"| {env} | {algo} | {seeds} | {iters} | {' | '.join(cols)} | "
             f"{_reaches(mean[k1], ci[k1], finn, same)} | "
