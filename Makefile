@@ -34,7 +34,7 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy metarl envs
 
 ## Lint, type-check, the test suite (slow tests in their short form), then the env tests again
-## in the Meta-World venv (Meta-World + MuJoCo 3.3).
+## in the Meta-World venv (Meta-World + MuJoCo 3.3) with a short Meta-World training run.
 # --dist loadgroup keeps the Ray tests (xdist_group "ray") on one worker: one Ray runtime.
 test: lint $(VENV)/.installed-ray
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not metaworld" $(PYTEST_ARGS)
@@ -50,7 +50,7 @@ $(MW_VENV)/.installed: pyproject.toml
 	touch $@
 
 test-metaworld: $(MW_VENV)/.installed
-	$(MW_VENV)/bin/python -m pytest -n 2 -p no:cacheprovider tests/envs
+	$(MW_VENV)/bin/python -m pytest -n 2 -p no:cacheprovider tests/envs tests/rl/test_metaworld_train.py
 
 clean:
 	rm -rf $(VENV) $(MW_VENV) build *.egg-info

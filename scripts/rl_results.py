@@ -107,6 +107,9 @@ class ResultsConfig:
     """Override the preset's evaluation seeds."""
     eval_inner_steps: OptInt = None
     """Override the preset's evaluation inner steps (paper: 3)."""
+    baseline_steps: OptInt = None
+    """PPO baselines' pre-training env steps (default: the meta-learners' training env steps;
+    a finished baseline run is read whatever its budget: the env-steps column shows it)."""
 
     def __post_init__(self) -> None:
         for name, values, allowed in (("envs", self.envs, ENVS), ("algos", self.algos, ALGOS)):
@@ -219,7 +222,8 @@ def train_cell(cfg: ResultsConfig, cell: Cell, run_dir: Path | None) -> Path:
         from metarl.rl.baselines_sb3 import main as run_baseline
 
         return run_baseline(baseline_config(cfg.train_config(cell.env, cell.algo, cell.seed),
-                                            cell.algo.removeprefix("ppo-")))
+                                            cell.algo.removeprefix("ppo-"),
+                                            pretrain_steps=cfg.baseline_steps))
     from metarl.rl.train import main as train
 
     target = cfg.train_config(cell.env, cell.algo, cell.seed).hp.iterations
@@ -274,9 +278,12 @@ def collect_cell(cfg: ResultsConfig, cell: Cell, previous: dict[str, Any], budge
         status, reached = cell_state(run_dir, target)
     if status == "done" and run_dir is not None:
         return summarise(cell, run_dir, where)
+    steps = cfg.train_config(cell.env, cell.algo, cell.seed).hp.eval_inner_steps
+    curve = (learning_curve(run_dir, steps) if run_dir is not None and reached > 0
+             and cell.algo in META_ALGOS else {"iteration": []})
     return {"key": cell.key, "env": cell.env, "algo": cell.algo, "seed": cell.seed,
-            "status": "not run", "iteration": reached, "target": target,
-            "run_dir": None if run_dir is None else str(run_dir)}
+            "status": "not run", "iteration": reached, "target": target, "curve": curve,
+            "run_dir": None if run_dir is None else str(run_dir), "machine": where}
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,7 +301,7 @@ def pooled(cells: Sequence[dict[str, Any]]) -> tuple[list[float], list[float]]:
 
 
 def _published(env: str, algo: str) -> tuple[float | None, float | None]:
-    finn = FINN.get(env) if algo in ("maml", "fomaml") else None
+    finn = FINN.get(env) if algo == "maml" else None
     return finn, RAGHU.get((env, algo))
 
 
@@ -306,11 +313,13 @@ def _reaches(mean: float, ci: float, figure: float | None, comparable: bool) -> 
     return f"{figure:g} ({'yes' if mean + ci >= figure else 'no'})"
 
 
-def table_row(env: str, algo: str, cells: Sequence[dict[str, Any]], steps: int) -> str:
-    """One Markdown line: pooled returns after 0..K steps or "not run", and the figures."""
+def table_row(env: str, algo: str, cells: Sequence[dict[str, Any]], steps: int,
+              total: int) -> str:
+    """One Markdown line: pooled returns after 0..K steps or "not run", and the figures
+    (``total``: the seeds selected, some of whose cells may not be reached yet)."""
     done = [c for c in cells if c["status"] == "done"]
     finn, raghu = _published(env, algo)
-    seeds = f"{len(done)}/{len(cells)}"
+    seeds = f"{len(done)}/{total}"
     if not done:
         partial = [f"seed {c['seed']}: {c['iteration']}/{c['target']}" for c in cells
                    if c.get("iteration")]
@@ -323,7 +332,7 @@ def table_row(env: str, algo: str, cells: Sequence[dict[str, Any]], steps: int) 
     k1 = 1 if len(mean) > 1 else 0
     wall = np.mean([c["wall_s"] for c in done]) / 60
     env_steps = np.mean([c["env_steps"] for c in done])
-    iters = done[0]["iteration"]
+    iters = done[0]["iteration"] if algo in META_ALGOS else "- (PPO)"
     same = done[0]["hp"].get("horizon") == PUBLISHED_HORIZON[env]
     return (f"| {env} | {algo} | {seeds} | {iters} | {' | '.join(cols)} | "
             f"{_reaches(mean[k1], ci[k1], finn, same)} | "
@@ -344,7 +353,7 @@ def markdown(cfg: ResultsConfig, rows: Sequence[dict[str, Any]], where: str) -> 
             "Raghu et al. 2020 (reached?) | env steps per run | wall-clock per run |",
             "|" + "---|" * (steps + 9)]
     body = [table_row(env, algo, [r for r in rows if r["env"] == env and r["algo"] == algo],
-                      steps) for env in cfg.envs for algo in cfg.algos]
+                      steps, len(cfg.seeds)) for env in cfg.envs for algo in cfg.algos]
     machines = sorted({r["machine"] for r in rows if r["status"] == "done"})
     shrunk = f" with overrides {cfg.overrides}" if cfg.overrides else ""
     return "\n".join([*head, *body]) + (
@@ -367,9 +376,17 @@ def plot_curves(cfg: ResultsConfig, rows: Sequence[dict[str, Any]]) -> list[Path
     written = []
     for env in cfg.envs:
         done = [r for r in rows if r["env"] == env and r["status"] == "done"]
-        if not done:
+        partial = [r for r in rows if r["env"] == env and r["status"] != "done" and
+                   r.get("curve", {}).get("iteration")]
+        if not done and not partial:
             continue
         fig, ax = plt.subplots(figsize=(6, 4))
+        for r in partial:  # unfinished runs: their periodic evaluations so far
+            for k, style in ((0, ":"), (1, "--")):
+                if f"step{k}" in r["curve"]:
+                    ax.plot(r["curve"]["iteration"], r["curve"][f"step{k}"], style, marker="x",
+                            label=f"{r['algo']} seed {r['seed']}, {k} step{'s' * (k != 1)} "
+                                  f"(unfinished: {r['iteration']}/{r['target']} it.)")
         for algo in cfg.algos:
             runs = [r for r in done if r["algo"] == algo]
             if algo in BASELINES and runs:  # no iterations: its final return, as a level
@@ -379,7 +396,7 @@ def plot_curves(cfg: ResultsConfig, rows: Sequence[dict[str, Any]]) -> list[Path
                            color=f"C{ALGOS.index(algo)}")
             elif runs:
                 _plot_algo(ax, algo, runs)
-        if env in FINN:
+        if cfg.train_config(env, "maml", 0).hp.horizon == PUBLISHED_HORIZON[env]:
             ax.axhline(FINN[env], color="k", ls=":", lw=1, label="Finn et al. 2017, 1 step")
         ax.set(xlabel="meta-iteration", ylabel="held-out average return",
                title=f"{env} ({cfg.preset} preset): held-out return vs iteration")

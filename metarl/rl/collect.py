@@ -61,6 +61,15 @@ def vpg_loss(policy: GaussianMLPPolicy, params: Params, data: Data) -> torch.Ten
     return -(logp * data["advantages"] * masks).sum() / masks.sum().clamp_min(1.0)
 
 
+def log_episodes(logs: dict[str, float], episodes: Episodes, step: int) -> None:
+    """``adapt/return_step{k}`` and, for envs reporting success (Meta-World),
+    ``adapt/success_step{k}``: the mean return and success rate after ``k`` inner steps."""
+    logs[f"adapt/return_step{step}"] = float(episodes.returns_per_episode().mean())
+    rate = episodes.success_rate()
+    if rate is not None:
+        logs[f"adapt/success_step{step}"] = rate
+
+
 class Collector:
     """Samples, processes and adapts: everything of an iteration before the outer step.
 
@@ -122,7 +131,7 @@ class Collector:
         train, fit_errors = [], []
         for k in range(inner_steps):
             episodes = self._sample(sampler, params, tasks, logs)
-            logs[f"adapt/return_step{k}"] = float(episodes.returns_per_episode().mean())
+            log_episodes(logs, episodes, k)
             start = time.perf_counter()
             data, fit_error = self.process(episodes)
             params = self.adapt_step(params, data, k, rule, vectorize)
@@ -130,7 +139,7 @@ class Collector:
             train.append(data)
             fit_errors.append(fit_error)
         episodes = self._sample(sampler, params, tasks, logs)
-        logs[f"adapt/return_step{inner_steps}"] = float(episodes.returns_per_episode().mean())
+        log_episodes(logs, episodes, inner_steps)
         valid, fit_error = self.process(episodes)
         fit_errors.append(fit_error)
         valid.update(self.old_distribution(params, valid))

@@ -25,7 +25,15 @@ from metarl.core import (
 )
 from metarl.core.bootstrap import LR_META, MATCHES, BootstrapOptions, check_bootstrap_options
 from metarl.options import Device, OptFloat, OptInt, choices
-from metarl.rl.presets import ENV_NAMES, PRESET_NAMES, Preset, get_preset, override
+from metarl.rl.presets import (
+    ENV_NAMES,
+    METAWORLD_ENVS,
+    PRESET_NAMES,
+    Preset,
+    get_preset,
+    is_metaworld,
+    override,
+)
 from metarl.rl.ray_sampler import SAMPLERS, check_sampler_options
 from metarl.runs import RunError, check_run_dir, saved_options
 from metarl.utils import check_seed
@@ -40,8 +48,10 @@ class TrainConfig:
     Options left unset take the preset's value (see `metarl envs` and docs/rl.md).
     """
 
-    env: Annotated[str, tyro.conf.arg(metavar=choices(ENV_NAMES))] = "Navigation2D"
-    """Task distribution."""
+    env: Annotated[str, tyro.conf.arg(metavar=choices(ENV_NAMES + METAWORLD_ENVS))] = \
+        "Navigation2D"
+    """Task distribution, or a Meta-World benchmark (ML1-<task> such as ML1-reach-v3, ML10,
+    ML45; the metaworld extra, in its own venv: make .venv-mw/.installed)."""
     algo: Annotated[str, tyro.conf.arg(metavar=choices(ALGO_NAMES))] = "maml"
     """Meta-algorithm (docs/architecture.md): maml (Finn et al., 2017), fomaml, anil (Raghu et
     al., 2020), metasgd (learned per-tensor inner lrs), lslr (learned per-step inner lrs)."""
@@ -175,9 +185,25 @@ class TrainConfig:
         return self.hp.meta_batch * self.hp.episodes_per_task
 
 
+def _check_metaworld(env: str) -> None:
+    from metarl.envs.metaworld import parse_name
+
+    try:
+        parse_name(env)
+    except ImportError as err:
+        raise ValueError(f"env {env!r} needs Meta-World: {err}") from err
+    except ValueError as err:
+        raise ValueError(f"env must be one of {ENV_NAMES} or a Meta-World benchmark: {err}") \
+            from err
+
+
 def _check_choices(cfg: TrainConfig) -> None:
-    for name, allowed in (("env", ENV_NAMES), ("algo", ALGO_NAMES), ("preset", PRESET_NAMES),
-                          ("meta_update_path", PATH_CHOICES)):
+    if is_metaworld(cfg.env):
+        _check_metaworld(cfg.env)
+    for name, allowed in (("env", ENV_NAMES + METAWORLD_ENVS), ("algo", ALGO_NAMES),
+                          ("preset", PRESET_NAMES), ("meta_update_path", PATH_CHOICES)):
+        if name == "env" and is_metaworld(cfg.env):
+            continue
         value = getattr(cfg, name)
         if value not in allowed:
             raise ValueError(f"{name} must be one of {allowed}, got {value!r}")

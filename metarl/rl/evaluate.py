@@ -23,12 +23,15 @@ from metarl.logging import Logger, write_json
 from metarl.rl.config import TrainConfig
 from metarl.rl.factories import make_env, make_sampler
 from metarl.rl.learner import TrpoMetaLearner
+from metarl.rl.presets import is_metaworld
 from metarl.utils import EVAL_SEED_BASE, mean_ci95, plot_adaptation, rng_state, set_rng_state
 
 
 @dataclass(frozen=True)
 class EvalResult:
-    """One evaluation: ``returns[s, k, t]`` is seed ``s``, inner step ``k``, task ``t``."""
+    """One evaluation: ``returns[s, k, t]`` is seed ``s``, inner step ``k``, task ``t``;
+    ``success[s, k, t]`` the success rate there, for envs reporting ``info["success"]``
+    (Meta-World), else None."""
 
     env: str
     algo: str
@@ -38,6 +41,7 @@ class EvalResult:
     episodes_per_task: int
     returns: np.ndarray
     iteration: int = 0
+    success: np.ndarray | None = None
 
     @property
     def lr_label(self) -> str:
@@ -53,6 +57,13 @@ class EvalResult:
         stats = [mean_ci95(self.returns[:, k, :]) for k in range(self.inner_steps + 1)]
         return [m for m, _ in stats], [c for _, c in stats]
 
+    def overall_success(self) -> tuple[list[float], list[float]] | None:
+        """Per inner step: mean success rate and its 95% CI (None without success)."""
+        if self.success is None:
+            return None
+        stats = [mean_ci95(self.success[:, k, :]) for k in range(self.inner_steps + 1)]
+        return [m for m, _ in stats], [c for _, c in stats]
+
     def per_task(self) -> list[tuple[list[float], list[float]]]:
         """Per task, per inner step: mean and 95% CI half-width over seeds."""
         out = []
@@ -66,10 +77,18 @@ class EvalResult:
         mean, ci = self.overall()
         logs = {f"eval/return_step{k}": m for k, m in enumerate(mean)}
         logs.update({f"eval/return_ci95_step{k}": c for k, c in enumerate(ci)})
+        success = self.overall_success()
+        if success is not None:
+            logs.update({f"eval/success_step{k}": m for k, m in enumerate(success[0])})
+            logs.update({f"eval/success_ci95_step{k}": c for k, c in enumerate(success[1])})
         return logs
 
     def to_json(self) -> dict[str, Any]:
         mean, ci = self.overall()
+        success = self.overall_success()
+        extra: dict[str, Any] = {} if success is None else {
+            "overall_success": {"mean": success[0], "ci95": success[1]},
+            "success": self.success.tolist() if self.success is not None else None}
         return {
             "env": self.env, "algo": self.algo, "iteration": self.iteration,
             "inner_steps": self.inner_steps,
@@ -81,6 +100,7 @@ class EvalResult:
             "per_task": [{"task": t.to_dict(), "mean": m, "ci95": c}
                          for t, (m, c) in zip(self.tasks, self.per_task(), strict=True)],
             "returns": self.returns.tolist(),
+            **extra,
         }
 
 
@@ -95,9 +115,13 @@ def preserved_rng() -> Iterator[None]:
 
 
 def held_out_tasks(cfg: TrainConfig, n: int) -> list[Any]:
-    """The first ``n`` tasks of the distribution's fixed test split."""
-    env = make_env(cfg, 1, None)
+    """The first ``n`` tasks of the distribution's fixed test split (Meta-World's test goals
+    or classes are drawn from a generator: a fixed seed makes them the same every time)."""
+    fixed = is_metaworld(cfg.env)
+    env = make_env(cfg, 1, EVAL_SEED_BASE if fixed else None)
     try:
+        if fixed:
+            env.reset(seed=EVAL_SEED_BASE)
         return list(env.sample_tasks(n, "test"))
     finally:
         env.close()
@@ -123,14 +147,16 @@ def evaluate(learner: TrpoMetaLearner, cfg: TrainConfig, tasks: Sequence[Any], *
     sampler = make_sampler(env, episodes_per_task, device)
     try:
         with preserved_rng():
-            runs = [np.asarray(learner.adapt_and_evaluate(sampler, list(tasks), inner_steps,
-                                                          inner_lr, int(s)), dtype=np.float64)
+            runs = [learner.adaptation(sampler, list(tasks), inner_steps, inner_lr, int(s))
                     for s in seeds]
     finally:
         env.close()
     lr = learner.eval_inner_lr if inner_lr is None else inner_lr
+    returns = np.stack([np.asarray(r.returns, dtype=np.float64) for r in runs])
+    success = (None if any(r.success is None for r in runs) else
+               np.stack([np.asarray(r.success, dtype=np.float64) for r in runs]))
     return EvalResult(cfg.env, cfg.algo, list(tasks), tuple(int(s) for s in seeds), lr,
-                      episodes_per_task, np.stack(runs), iteration)
+                      episodes_per_task, returns, iteration, success)
 
 
 def evaluate_run(cfg: TrainConfig, learner: TrpoMetaLearner, iteration: int = 0) -> EvalResult:
@@ -165,6 +191,11 @@ def format_table(result: EvalResult) -> str:
     mean, ci = result.overall()
     rows = [f"| {k} | {m:.2f} +- {c:.2f} |" for k, (m, c) in enumerate(zip(mean, ci,
                                                                            strict=True))]
-    return "\n".join(["| inner steps | return (mean +- 95% CI) |", "|---|---|", *rows])
+    success = result.overall_success()
+    if success is None:
+        return "\n".join(["| inner steps | return (mean +- 95% CI) |", "|---|---|", *rows])
+    rows = [f"{r} {m:.2f} +- {c:.2f} |" for r, m, c in zip(rows, *success, strict=True)]
+    return "\n".join(["| inner steps | return (mean +- 95% CI) | success rate (mean +- 95% CI) |",
+                      "|---|---|---|", *rows])
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,15 @@ from metarl.rl.trpo import (
 from metarl.utils import draw_seed
 
 MAML = ALGORITHMS["maml"]
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """Per inner step ``k`` and task ``t``: the mean return ``returns[k, t]`` and, for envs
+    reporting ``info["success"]`` (Meta-World), the success rate ``success[k, t]``."""
+
+    returns: np.ndarray
+    success: np.ndarray | None = None
 DEFAULT_TRPO = TrpoConfig()
 
 
@@ -341,7 +351,14 @@ class TrpoMetaLearner:
     def adapt_and_evaluate(self, sampler: Sampler, tasks: Sequence[Any],
                            inner_steps: int, inner_lr: float | None = None,
                            seed: int | None = None) -> np.ndarray:
-        """Mean episode return per task after 0..``inner_steps`` inner steps, ``[K+1, T]``.
+        """Mean episode return per task after 0..``inner_steps`` inner steps, ``[K+1, T]``
+        (:meth:`adaptation`'s returns)."""
+        return self.adaptation(sampler, tasks, inner_steps, inner_lr, seed).returns
+
+    def adaptation(self, sampler: Sampler, tasks: Sequence[Any], inner_steps: int,
+                   inner_lr: float | None = None, seed: int | None = None) -> Adaptation:
+        """Mean return (and success rate, where the env reports one) per task after
+        0..``inner_steps`` inner steps.
 
         Each step samples fresh episodes with the current adapted parameters and takes one
         inner step with :meth:`eval_rule`; 0 steps is NIL evaluation.
@@ -355,14 +372,16 @@ class TrpoMetaLearner:
         params = self.stacked_params(len(tasks))
         vectorize = self._sampling_vectorize(len(tasks), sampler.episodes_per_task *
                                              sampler.horizon)
-        returns = []
+        returns, success = [], []
         for k in range(inner_steps + 1):
             episodes = sampler.sample(self.policy, params, tasks, draw_seed(gen))
             returns.append(episodes.returns_per_episode().mean(dim=1).cpu().double().numpy())
+            if episodes.success is not None:
+                success.append(episodes.success.mean(dim=1).cpu().double().numpy())
             if k < inner_steps:
                 data = self.collector.process(episodes)[0]
                 params = self.collector.adapt_step(params, data, k, rule, vectorize)
-        return np.stack(returns)
+        return Adaptation(np.stack(returns), np.stack(success) if success else None)
 
     def state_dict(self) -> dict[str, Any]:
         """The policy, the inner-lr rule, the path choices and the iteration counter."""

@@ -20,7 +20,11 @@ from metarl.envs.registration import DISTRIBUTIONS, HORIZONS, PRESET_NAMES
 from metarl.rl.trpo import TrpoConfig
 
 ENV_NAMES = DISTRIBUTIONS  # the suite's task distributions (metarl.envs.registration)
-__all__ = ["ENV_NAMES", "PRESET_NAMES", "Preset", "get_preset", "override"]
+# Meta-World benchmarks (the metaworld extra, its own venv): ML1-<class> (e.g. ML1-reach-v3),
+# ML10 and ML45 (Yu et al., 2019).
+METAWORLD_ENVS = ("ML1-<task>", "ML10", "ML45")
+__all__ = ["ENV_NAMES", "METAWORLD_ENVS", "PRESET_NAMES", "Preset", "get_preset",
+           "is_metaworld", "override"]
 
 _TRPO = TrpoConfig()
 
@@ -75,16 +79,33 @@ def _fast(env: str) -> Preset:
                   eval_every=25, eval_tasks=20, eval_seeds=2)
 
 
+def is_metaworld(env: str) -> bool:
+    """Whether ``env`` names a Meta-World benchmark (``ML1-<class>``, ``ML10``, ``ML45``)."""
+    return env in ("ML10", "ML45") or env.startswith("ML1-")
+
+
+def _metaworld(env: str, preset: str) -> Preset:
+    # paper: garage's MAML-TRPO on Meta-World (Yu et al., 2019, sec. 5): 20 tasks x 10
+    # episodes of Meta-World's 500 steps; fast: 150 steps (the v1 max_path_length), 10 x 5.
+    if preset == "paper":
+        return Preset(horizon=500, meta_batch=20, episodes_per_task=10, iterations=300,
+                      eval_every=25, eval_tasks=20, eval_seeds=2)
+    return Preset(horizon=150, meta_batch=10, episodes_per_task=5, iterations=50,
+                  eval_every=10, eval_tasks=10, eval_seeds=1)
+
+
 def get_preset(env: str, preset: str) -> Preset:
     """The ``preset`` (``paper`` or ``fast``) hyper-parameters of distribution ``env``.
 
     Raises:
         ValueError: Naming ``env`` or ``preset`` and the allowed values.
     """
-    if env not in ENV_NAMES:
-        raise ValueError(f"env must be one of {ENV_NAMES}, got {env!r}")
+    if env not in ENV_NAMES and not is_metaworld(env):
+        raise ValueError(f"env must be one of {ENV_NAMES + METAWORLD_ENVS}, got {env!r}")
     if preset not in PRESET_NAMES:
         raise ValueError(f"preset must be one of {PRESET_NAMES}, got {preset!r}")
+    if is_metaworld(env):
+        return _metaworld(env, preset)
     return _paper(env) if preset == "paper" else _fast(env)
 
 

@@ -24,7 +24,8 @@ from metarl.rl.sampler import Sampler
 from metarl.runs import CheckpointSchedule, load_latest, make_run_dir, save_checkpoint
 from metarl.utils import rng_state, seed_everything, set_rng_state
 
-CONSOLE_KEYS = ("adapt/return_step0", "adapt/return_step1", "trpo/kl", "time/env_steps_per_s")
+CONSOLE_KEYS = ("adapt/return_step0", "adapt/return_step1", "trpo/kl", "time/env_steps_per_s",
+                "adapt/success_step0", "adapt/success_step1")
 
 
 @dataclass

@@ -47,16 +47,24 @@ class Episodes:
         actions: ``[T, E, H, act_dim]`` raw (unclipped) Gaussian samples ``a_t``.
         rewards: ``[T, E, H]`` rewards ``r_t`` (0 on masked steps).
         masks: ``[T, E, H]`` 1 on valid steps, 0 after the episode ended.
+        success: ``[T, E]`` 1 where the env's ``info["success"]`` flag was raised on a valid
+            step of the episode (Meta-World's success, Yu et al., 2019); None for envs that
+            report no success.
     """
 
     obs: torch.Tensor
     actions: torch.Tensor
     rewards: torch.Tensor
     masks: torch.Tensor
+    success: torch.Tensor | None = None
 
     def returns_per_episode(self) -> torch.Tensor:
         """Undiscounted return of every episode, ``[T, E]``."""
         return (self.rewards * self.masks).sum(dim=-1)
+
+    def success_rate(self) -> float | None:
+        """Fraction of episodes that succeeded (None when the env reports no success)."""
+        return None if self.success is None else float(self.success.mean())
 
     @property
     def num_steps(self) -> int:
@@ -73,7 +81,8 @@ class Episodes:
     def to(self, device: torch.device | str) -> Episodes:
         """A copy on ``device``."""
         return Episodes(self.obs.to(device), self.actions.to(device), self.rewards.to(device),
-                        self.masks.to(device))
+                        self.masks.to(device),
+                        None if self.success is None else self.success.to(device))
 
 
 def forward_per_task(policy: GaussianMLPPolicy, params_per_task: Params,
@@ -212,20 +221,26 @@ class BatchedSampler:
         rewards = torch.zeros(h_, t_ * e_, dtype=dtype)
         masks = torch.zeros(h_, t_ * e_, dtype=dtype)
         alive = np.ones(t_ * e_, dtype=bool)
+        success: np.ndarray | None = None
         for h in range(h_):
             obs[h] = torch.from_numpy(obs_np)
             actions[h] = self._act(policy, params, obs[h], noise[h])
-            obs_np, rew, term, trunc, _ = self.env.step(
+            obs_np, rew, term, trunc, info = self.env.step(
                 np.clip(actions[h].numpy(), self._low, self._high))
             masks[h] = torch.from_numpy(alive.astype(np.float64))
             rewards[h] = torch.from_numpy(np.where(alive, rew, 0.0))
+            if "success" in info:  # Meta-World: the flag of this step, per env
+                flags = alive & np.asarray(info["success"], dtype=bool)
+                success = flags if success is None else success | flags
             alive = alive & ~(np.asarray(term) | np.asarray(trunc))
 
         def shaped(x: torch.Tensor) -> torch.Tensor:
             x = x.reshape(h_, t_, e_, *x.shape[2:]).movedim(0, 2)
             return x.contiguous().to(self.device)
 
-        return Episodes(shaped(obs), shaped(actions), shaped(rewards), shaped(masks))
+        won = None if success is None else torch.from_numpy(success.astype(np.float64)).to(
+            dtype).reshape(t_, e_).to(self.device)
+        return Episodes(shaped(obs), shaped(actions), shaped(rewards), shaped(masks), won)
 
     def _act(self, policy: GaussianMLPPolicy, params: Params, obs: torch.Tensor,
              noise: torch.Tensor) -> torch.Tensor:
