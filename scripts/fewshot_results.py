@@ -31,6 +31,7 @@ import fcntl
 import json
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,7 +136,8 @@ def eval_row(row: str, results: dict[str, Any]) -> dict[str, Any]:
 def locked(path: Path) -> Iterator[dict[str, Any]]:
     """The results JSON, read and written back under an exclusive lock."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
+    # The lock lives outside the repository (one per results file name).
+    with open(Path(tempfile.gettempdir()) / f"{path.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         data = json.loads(path.read_text()) if path.exists() else {"rows": {}}
         yield data
