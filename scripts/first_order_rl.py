@@ -28,7 +28,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fdmaml": dict(algo="fdmaml", fd_delta=1e-3),
     "metasgd": dict(algo="metasgd"),
     "metasgd-bmg": dict(algo="metasgd", inner_lr_meta="bmg", bmg_l=2, bmg_step=0.1,
-                        bmg_match="kl", bmg_lr=1e-3),
+                        bmg_match="kl", bmg_lr=1e-2),
 }
 DEFAULT = ("maml", "fomaml", "fdmaml")
 
@@ -66,20 +66,33 @@ def run_variant(name: str, iterations: int, seed: int, run_root: Path, threads: 
         run_dir, wall = train(cfg), time.perf_counter() - start
     ev = json.loads((run_dir / "eval.json").read_text())
     config = json.loads((run_dir / "config.json").read_text())
+    lrs = None
+    from metarl.runs import latest_checkpoint, load_checkpoint
+
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is not None:
+        rule = load_checkpoint(ckpt)["learner"].get("rule", {})
+        if "lrs" in rule:  # learned inner lrs: where training left them
+            t = rule["lrs"]
+            lrs = [float(t.min()), float(t.mean()), float(t.max())]
     return {"variant": name, **VARIANTS[name], "iterations": ev["iteration"],
             "mean": ev["overall"]["mean"], "ci95": ev["overall"]["ci95"],
             "eval_tasks": ev["num_tasks"], "eval_seeds": len(ev["seeds"]),
-            "wall_s": wall, "run_dir": str(run_dir), "seed": config.get("seed", seed)}
+            "wall_s": wall, "run_dir": str(run_dir), "seed": config.get("seed", seed),
+            "inner_lrs_min_mean_max": lrs}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| variant | iterations | return before adaptation | after 1 step | after 3 steps "
-             "| wall-clock |", "|---|---|---|---|---|---|"]
+             "| learned inner lrs (min / mean / max) | wall-clock |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         m, c = r["mean"], r["ci95"]
         wall = "reused" if r["wall_s"] is None else f"{r['wall_s'] / 60:.1f} min"
+        lrs = r.get("inner_lrs_min_mean_max")
+        rates = "-" if lrs is None else " / ".join(f"{x:.3f}" for x in lrs)
         lines.append(f"| {r['variant']} | {r['iterations']} | {m[0]:.1f} +- {c[0]:.1f} | "
-                     f"{m[1]:.1f} +- {c[1]:.1f} | {m[-1]:.1f} | {wall} |")
+                     f"{m[1]:.1f} +- {c[1]:.1f} | {m[-1]:.1f} | {rates} | {wall} |")
     return "\n".join(lines)
 
 

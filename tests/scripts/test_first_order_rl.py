@@ -41,4 +41,4 @@ def test_finished_runs_are_reused_and_tabled(tmp_path: Path) -> None:
     assert row["variant"] == "metasgd-bmg" and row["inner_lr_meta"] == "bmg"
     assert row["iterations"] == 7 and row["wall_s"] is None
     md = out.with_suffix(".md").read_text()
-    assert "| metasgd-bmg | 7 | -40.0 +- 4.0 | -25.5 +- 1.5 | -23.2 | reused |" in md
+    assert "| metasgd-bmg | 7 | -40.0 +- 4.0 | -25.5 +- 1.5 | -23.2 | - | reused |" in md
