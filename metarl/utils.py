@@ -1,9 +1,11 @@
-"""Seeding, RNG states, confidence intervals and adaptation plots (run folders and
-checkpoints: :mod:`metarl.runs`)."""
+"""Seeding, RNG states, confidence intervals, adaptation plots and the machine line of the
+benchmark and results scripts (run folders and checkpoints: :mod:`metarl.runs`)."""
 
 from __future__ import annotations
 
 import math
+import os
+import platform
 import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +25,22 @@ SEED_BOUND = 2**31 - 1
 # Held-out evaluation seeds are EVAL_SEED_BASE + 0, 1, ...: fixed (not the training seed), so
 # runs are compared on the same episodes and held-out tasks.
 EVAL_SEED_BASE = 1_000_000
+
+
+def machine_description() -> str:
+    """CPU model (``/proc/cpuinfo``, else the platform), usable cores, the GPU when there is
+    one, and torch's version: the machine every script's table and JSON names."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {cores} cores{gpu}, torch {torch.__version__}"
 
 
 def draw_seed(generator: torch.Generator | None = None) -> int:

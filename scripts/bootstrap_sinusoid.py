@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from metarl.utils import machine_description
 
 PUBLISHED_ITERATIONS = 70_000
 # (inner_lr_meta, bmg_l, bmg_match, bmg_step); the L = 1 squared row is the meta-gradient
@@ -93,14 +94,6 @@ def label(row: dict[str, Any]) -> str:
     return f"BMG, L = {row['bmg_l']}, {row['bmg_match']}, step {row['bmg_step']:g}"
 
 
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in
-             (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
-             if line.startswith("model name")]
-    return f"{names[0] if names else 'unknown CPU'}, {os.cpu_count()} cores, " \
-           f"torch {torch.__version__}"
-
 
 def table(rows: list[dict[str, Any]], where: str) -> str:
     lines = ["| inner lrs learned by | seed | iterations (published: 70,000) | after 1 step "
@@ -143,14 +136,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     specs = QUICK_ROWS if args.quick else FULL_ROWS
     rows = [run_one(spec, seed, args) for spec in specs for seed in range(args.seeds)]
     wall = time.perf_counter() - start
-    text = table(rows, f"{machine()}, one run at a time, {args.threads} thread(s), "
+    text = table(rows, f"{machine_description()}, one run at a time, {args.threads} thread(s), "
                        f"{wall / 60:.1f} min in all")
     print(text)
     if args.out is not None:
         args.out.write_text(text + "\n")
     if args.json is not None:
         params = {k: v for k, v in vars(args).items() if k not in ("out", "json")}
-        params.update(published_iterations=PUBLISHED_ITERATIONS, machine=machine(), wall_s=wall)
+        params.update(published_iterations=PUBLISHED_ITERATIONS, machine=machine_description(),
+                      wall_s=wall)
         args.json.write_text(json.dumps({"params": params, "rows": rows}, indent=2) + "\n")
 
 

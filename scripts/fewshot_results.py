@@ -30,7 +30,6 @@ import contextlib
 import fcntl
 import json
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Iterator
@@ -38,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from metarl.utils import machine_description
 
 SETTINGS = {"5w1s": (5, 1), "5w5s": (5, 5), "20w1s": (20, 1), "20w5s": (20, 5)}
 METHODS = ("maml", "anil", "nil", "mamlpp")
@@ -58,12 +59,6 @@ PUBLISHED: dict[str, dict[str, str]] = {
 LABELS = {"maml": "MAML", "anil": "ANIL", "nil": "NIL at test (ANIL-trained body)",
           "mamlpp": "MAML++ (all fixes; BN running statistics at test, the paper)"}
 
-
-def machine() -> str:
-    """A one-line description of where the runs happened."""
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared "
-            f"with other sessions), torch {torch.__version__}, {torch.get_num_threads()} "
-            f"thread(s) per run")
 
 
 def options(row: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -240,6 +235,12 @@ def parse() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def machine() -> str:
+    """The shared machine line plus this script's threads."""
+    return (f"{machine_description()} (shared with other sessions), "
+            f"{torch.get_num_threads()} thread(s) per run")
+
+
 def main() -> None:
     args = parse()
     torch.set_num_threads(args.threads)
@@ -266,3 +267,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Any
+
+from metarl.utils import machine_description
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "maml": dict(algo="maml"),
@@ -32,18 +33,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 DEFAULT = ("maml", "fomaml", "fdmaml")
 
-
-def machine() -> str:
-    cpu = platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    import os
-
-    import torch
-
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def run_variant(name: str, iterations: int, seed: int, run_root: Path, threads: int,
@@ -121,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         print(table(rows[-1:]).splitlines()[-1], flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    info = {"machine": machine(), "preset": "fast", "env": "Navigation2D", "seed": args.seed,
-            "rows": rows}
+    info = {"machine": machine_description(), "preset": "fast", "env": "Navigation2D",
+            "seed": args.seed, "rows": rows}
     out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
     text = (f"{table(rows)}\n\nNavigation2D, fast preset, seed {args.seed} for every variant; "
             f"held-out returns: mean +- 95% CI over test tasks x seeds (`eval.json`). "

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -49,7 +48,7 @@ from metarl.supervised.linear_theory import (
     optimal_alpha_test,
 )
 from metarl.supervised.tasks import LinearTaskSpec
-from metarl.utils import mean_ci95
+from metarl.utils import machine_description, mean_ci95
 
 FULL_GRIDS = ([round(-3.0 + 0.25 * i, 4) + 0.0 for i in range(17)],  # + 0.0: no "-0"
               [round(-0.5 + 0.1 * i, 4) + 0.0 for i in range(16)])
@@ -254,22 +253,13 @@ def plot(rows: list[dict[str, Any]], setting: MamlLinearSetting, args: argparse.
     plt.close(fig)
 
 
-def machine() -> str:
-    """CPU model, cores and torch version (the CPU model from /proc/cpuinfo where present)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in
-             (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
-             if line.startswith("model name")]
-    return f"{names[0] if names else 'unknown CPU'}, {os.cpu_count()} cores, " \
-           f"torch {torch.__version__}"
-
 
 def params(args: argparse.Namespace, wall_s: float) -> dict[str, Any]:
     keys = ("p", "m", "n_t", "n_v", "n_r", "sigma", "nu", "w0", "init", "fixed_alpha_test",
             "fixed_alpha_train", "ci", "test_tasks", "batch", "max_runs", "seed", "jobs", "threads",
             "quick")
     return {**{k: getattr(args, k) for k in keys}, "loss": "0.5 * squared error (the paper's)",
-            "machine": machine(), "wall_s": wall_s}
+            "machine": machine_description(), "wall_s": wall_s}
 
 
 def points(args: argparse.Namespace) -> list[tuple[str, float, float, tuple[int, int, int]]]:

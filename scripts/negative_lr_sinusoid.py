@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from negative_lr import finite, machine, positive_int
+from negative_lr import finite, positive_int
+
+from metarl.utils import machine_description
 
 PUBLISHED_ITERATIONS = 70_000
 FULL_LRS = [-0.02, -0.01, -0.005, 0.0, 0.005, 0.01, 0.02]
@@ -109,15 +111,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             rows = list(pool.map(run_one, args.inner_lrs, [args] * len(args.inner_lrs)))
     wall = time.perf_counter() - start
-    where = f"{machine()}, {args.jobs} run(s) at a time, {args.threads} thread(s) each, " \
-            f"{wall / 60:.1f} min in all"
+    where = (f"{machine_description()}, {args.jobs} run(s) at a time, {args.threads} "
+             f"thread(s) each, {wall / 60:.1f} min in all")
     text = table(rows, where)
     print(text)
     if args.out is not None:
         args.out.write_text(text + "\n")
     if args.json is not None:
         params = {k: v for k, v in vars(args).items() if k not in ("out", "json")}
-        params.update(published_iterations=PUBLISHED_ITERATIONS, machine=machine(), wall_s=wall)
+        params.update(published_iterations=PUBLISHED_ITERATIONS, machine=machine_description(),
+                      wall_s=wall)
         args.json.write_text(json.dumps({"params": params, "rows": rows}, indent=2) + "\n")
 
 

@@ -42,7 +42,6 @@ import argparse
 import itertools
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -54,6 +53,7 @@ import torch
 from metarl.core import Params
 from metarl.core.bootstrap import BootstrapOptions, bootstrapped_loss, meta_gradient_loss
 from metarl.core.optimistic import meta_step
+from metarl.utils import machine_description
 
 METHODS = ("gd", "heavy_ball", "nesterov", "mg_step", "bmg_step", "mg_x_plus_w",
            "bmg_x_plus_w", "optimistic_x_plus_w")
@@ -250,14 +250,6 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
             "wall_s": time.perf_counter() - start}
 
 
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in
-             (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
-             if line.startswith("model name")]
-    return (f"{names[0] if names else 'unknown CPU'}, {os.cpu_count()} cores, "
-            f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [f"| method | grads/iter | tuned setting | f(x_T)/f(x_0) median | iters to "
@@ -295,6 +287,11 @@ def plot(rows: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> No
     plt.close(fig)
 
 
+def machine() -> str:
+    """The shared machine line plus this script's threads."""
+    return f"{machine_description()}, {torch.get_num_threads()} thread(s)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -318,3 +315,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -36,13 +34,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-import torch
 import tyro
 
 from metarl.logging import read_scalars, write_json
 from metarl.rl.presets import PRESET_NAMES
 from metarl.runs import latest_checkpoint, load_checkpoint
-from metarl.utils import mean_ci95
+from metarl.utils import machine_description, mean_ci95
 
 ENVS = ("HalfCheetahVel", "HalfCheetahDir", "AntVel", "AntDir", "Navigation2D")
 META_ALGOS = ("maml", "anil", "fomaml")
@@ -138,20 +135,6 @@ class ResultsConfig:
                            run_root=str(Path(self.run_root) / self.preset),
                            progress=self.progress, **{**self.overrides, **kw})
 
-
-def machine() -> str:
-    """CPU model, cores and torch version (plus the GPU when there is one)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {cores} cores{gpu}, torch {torch.__version__}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -443,7 +426,7 @@ def load_previous(out: str) -> dict[str, dict[str, Any]]:
 
 
 def main(cfg: ResultsConfig) -> list[dict[str, Any]]:
-    where = machine()
+    where = machine_description()
     previous = load_previous(cfg.out)
     budget = [-1 if cfg.max_runs is None else cfg.max_runs]
     cells = [Cell(env, algo, seed, cfg.preset) for env in cfg.envs for algo in cfg.algos

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -29,13 +27,10 @@ from typing import Any
 
 import torch
 
+from metarl.utils import machine_description
+
 PUBLISHED = {5: 0.686, 10: 0.435, 20: 0.228}  # MAML reproduced in Li et al. (2017), Meta-SGD
 
-
-def machine() -> str:
-    """A one-line description of where the runs happened."""
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, " \
-           f"torch {torch.__version__}, {torch.get_num_threads()} thread(s) per run"
 
 
 def run_one(shots: int, algo: str, iterations: int, run_root: str, seed: int,
@@ -110,6 +105,11 @@ def save(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
 
+def machine() -> str:
+    """The shared machine line plus this script's threads."""
+    return f"{machine_description()}, {torch.get_num_threads()} thread(s) per run"
+
+
 def main() -> None:
     args = parse_args()
     configs = [(k, a) for k in args.shots for a in args.algos]
@@ -131,3 +131,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+

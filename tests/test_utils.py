@@ -76,3 +76,17 @@ def test_plot_says_the_band_is_a_95_ci_and_keeps_the_title(tmp_path, monkeypatch
                     ylabel="return")
     assert "95% CI" in seen["legend"] and "maml (mean)" in seen["legend"]
     assert seen["title"] == "Navigation2D, iteration 60: 20 held-out tasks x 2 seeds"
+
+
+def test_machine_description_names_cpu_cores_and_torch() -> None:
+    import torch
+
+    from metarl.utils import machine_description
+
+    line = machine_description()
+    assert line.endswith(f"torch {torch.__version__}") and " cores" in line
+    with open("/proc/cpuinfo") as f:
+        model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                     None)
+    if model is not None:
+        assert line.startswith(model)
